@@ -1,0 +1,34 @@
+"""The hub: durable Python flows that reach ERP, CRM and CMS systems and legacy
+screens, with a person in the loop when a step cannot finish on its own.
+
+The vocabulary flow authors use is exported here; everything else is internal.
+"""
+
+from __future__ import annotations
+
+from hub.context import StepContext
+from hub.errors import (
+    BusinessError,
+    HubError,
+    NeedsReview,
+    PolicyViolation,
+    TransientError,
+)
+from hub.flow import Branch, Flow, ForEach, Parallel, SubFlow, step
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Branch",
+    "BusinessError",
+    "Flow",
+    "ForEach",
+    "HubError",
+    "NeedsReview",
+    "Parallel",
+    "PolicyViolation",
+    "StepContext",
+    "SubFlow",
+    "TransientError",
+    "step",
+]

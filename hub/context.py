@@ -1,0 +1,39 @@
+"""What a step sees while it runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class StepContext:
+    """Passed as ``ctx`` to a step that asks for it. New fields may be added.
+
+    ``idempotency_key`` is the same on every attempt of this step in this run:
+    send it to the systems you change (``Idempotency-Key`` header, external-ID
+    upsert), or check for it before creating a record.
+    """
+
+    run_id: str
+    flow: str
+    step: str
+    key: str
+    attempt: int
+    idempotency_key: str
+    run_input: Any
+    item: int | None = None
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("hub.step"))
+    _outputs: Callable[[str], Any] | None = field(default=None, repr=False)
+    services: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def output_of(self, step: str) -> Any:
+        """The stored output of an earlier step of this run (JSON, as stored).
+
+        Raises ``KeyError`` when that step has not finished.
+        """
+        if self._outputs is None:
+            raise KeyError(step)
+        return self._outputs(step)

@@ -1,0 +1,192 @@
+"""The tables: SQL is the source of truth for every run, step and attempt.
+
+Times are naive UTC datetimes everywhere (``utcnow()``), so SQLite and
+PostgreSQL store and compare them the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time as a naive UTC datetime (how every row stores time)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def new_id() -> str:
+    """A 32-hex-digit id that sorts by creation time (48-bit ms clock + 80 random bits)."""
+    return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, Any: JSON}
+
+
+# Run statuses. ``needs_review`` is a pause; the last three are terminal.
+RUN_QUEUED = "queued"
+RUN_RUNNING = "running"
+RUN_NEEDS_REVIEW = "needs_review"
+RUN_SUCCEEDED = "succeeded"
+RUN_FAILED = "failed"
+RUN_CANCELLED = "cancelled"
+RUN_ACTIVE = (RUN_QUEUED, RUN_RUNNING, RUN_NEEDS_REVIEW)
+RUN_TERMINAL = (RUN_SUCCEEDED, RUN_FAILED, RUN_CANCELLED)
+
+# Step statuses. ``ready`` waits for a worker (after ``not_before``), ``waiting``
+# is a container (for-each, parallel, branch, sub-flow) waiting on its children.
+STEP_READY = "ready"
+STEP_RUNNING = "running"
+STEP_WAITING = "waiting"
+STEP_NEEDS_REVIEW = "needs_review"
+STEP_SUCCEEDED = "succeeded"
+STEP_SKIPPED = "skipped"
+STEP_FAILED = "failed"
+STEP_CANCELLED = "cancelled"
+STEP_OPEN = (STEP_READY, STEP_RUNNING, STEP_WAITING, STEP_NEEDS_REVIEW)
+STEP_DONE = (STEP_SUCCEEDED, STEP_SKIPPED)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("flow", "idempotency_key", name="uq_runs_flow_idempotency_key"),
+        Index("ix_runs_status_created", "status", "created_at"),
+        Index("ix_runs_flow_created", "flow", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    flow: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default=RUN_QUEUED)
+    input: Mapped[Any] = mapped_column(JSON, nullable=True)
+    output: Mapped[Any] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    trigger: Mapped[str] = mapped_column(String(200), default="manual")
+    idempotency_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    input_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    parent_run_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("runs.id"), nullable=True, index=True
+    )
+    parent_step_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Step(Base):
+    """One node instance of a run: a step call, a for-each item, or a container."""
+
+    __tablename__ = "steps"
+    __table_args__ = (
+        UniqueConstraint("run_id", "key", name="uq_steps_run_id_key"),
+        Index("ix_steps_status_not_before", "status", "not_before"),
+        Index("ix_steps_status_lease", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    run_id: Mapped[str] = mapped_column(String(32), ForeignKey("runs.id"), index=True)
+    parent_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    key: Mapped[str] = mapped_column(String(500))
+    node: Mapped[str] = mapped_column(String(200))
+    item: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kind: Mapped[str] = mapped_column(String(20), default="step")
+    queue: Mapped[str] = mapped_column(String(50), default="default")
+    status: Mapped[str] = mapped_column(String(20), default=STEP_READY)
+    input: Mapped[Any] = mapped_column(JSON, nullable=True)
+    output: Mapped[Any] = mapped_column(JSON, nullable=True)
+    detail: Mapped[Any] = mapped_column(JSON, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    budget: Mapped[int] = mapped_column(Integer, default=0)
+    losses: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    error_kind: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    completed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Attempt(Base):
+    """One try of a step. A new row per attempt; never overwritten once finished."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (UniqueConstraint("step_id", "number", name="uq_attempts_step_id_number"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    step_id: Mapped[str] = mapped_column(String(32), ForeignKey("steps.id"), index=True)
+    run_id: Mapped[str] = mapped_column(String(32), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    idempotency_key: Mapped[str] = mapped_column(String(300))
+    error_kind: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Event(Base):
+    """Append-only history of a run: who did what, when."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(32), index=True)
+    step_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    data: Mapped[Any] = mapped_column(JSON, nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ReviewItem(Base):
+    """A paused step waiting for a person: why, and what they decided."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (Index("ix_review_items_status_created", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    run_id: Mapped[str] = mapped_column(String(32), ForeignKey("runs.id"), index=True)
+    step_id: Mapped[str] = mapped_column(String(32), ForeignKey("steps.id"), index=True)
+    flow: Mapped[str] = mapped_column(String(200))
+    step_key: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    reason: Mapped[str] = mapped_column(String(50))
+    error_class: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    input: Mapped[Any] = mapped_column(JSON, nullable=True)
+    form_schema: Mapped[Any] = mapped_column(JSON, nullable=True)
+    evidence: Mapped[Any] = mapped_column(JSON, nullable=True)
+    resolution: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

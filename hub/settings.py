@@ -1,0 +1,70 @@
+"""One settings object, read once from ``HUB_*`` environment variables.
+
+With nothing set, the hub needs no server: everything lives under ``HUB_HOME``
+(``./.hub``): a SQLite database and Celery's filesystem transport.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """The hub's configuration. Build it once (``Settings()``) and pass it down."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+
+    home: Path = Field(Path(".hub"), description="Folder for the embedded database and broker.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite at HOME/hub.db."
+    )
+    broker_url: str | None = Field(
+        None, description="Celery broker URL; default: the filesystem transport under HOME."
+    )
+    flows: str = Field("flows", description="Comma-separated flow modules or packages to load.")
+    lease_seconds: float = Field(60.0, gt=0, description="How long a step lease lasts unrenewed.")
+    redeliver_after: float = Field(
+        30.0, gt=0, description="Re-publish a ready step whose message has not been taken by then."
+    )
+    tick_seconds: float = Field(1.0, gt=0, description="How often the scheduler ticks.")
+    countdown_max: float = Field(
+        30.0, ge=0, description="Retries due sooner than this are published with a countdown."
+    )
+    visibility_timeout: float = Field(3600.0, gt=0, description="Redis broker visibility timeout.")
+    inline_steps: int = Field(
+        100, ge=0, description="Consecutive steps one worker may run without a broker round trip."
+    )
+    broker_poll_seconds: float = Field(0.01, gt=0, description="Filesystem transport polling.")
+    max_losses: int = Field(3, ge=1, description="Worker losses before a step goes to review.")
+
+    @field_validator("database_url", "broker_url")
+    @classmethod
+    def _blank_is_default(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def database(self) -> str:
+        """The database URL in force."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'hub.db').resolve()}"
+
+    @property
+    def broker(self) -> str:
+        """The broker URL in force."""
+        return self.broker_url or "filesystem://"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker.startswith("filesystem://")
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.home / "broker").resolve()
+
+    @property
+    def flow_modules(self) -> list[str]:
+        return [m.strip() for m in self.flows.split(",") if m.strip()]

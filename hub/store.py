@@ -1,0 +1,128 @@
+"""Database access: one SQLAlchemy engine per process, SQLite or PostgreSQL.
+
+SQLite runs in WAL mode with a busy timeout, and every transaction starts
+with ``BEGIN IMMEDIATE`` so that two writers queue for the lock instead of
+failing with "database is locked" when a reader upgrades to a writer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.models import Base
+
+T = TypeVar("T")
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class Store:
+    """Owns the engine and hands out transactions.
+
+    ``transaction()`` yields a session whose work commits on exit, or rolls
+    back if the block raises. Build one per process; call ``dispose()`` in a
+    forked child before first use.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.engine = _make_engine(url, echo=echo)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def run(self, work: Callable[[Session], T], *, attempts: int = 5) -> T:
+        """Run ``work`` in a transaction, retrying when the database is briefly away.
+
+        Used for the engine's writes: a lost connection or a lock timeout is
+        retried with a short backoff; anything else propagates.
+        """
+        for n in range(attempts):
+            try:
+                with self.transaction() as session:
+                    return work(session)
+            except (OperationalError, DBAPIError) as exc:
+                if n == attempts - 1 or not _is_retryable(exc):
+                    raise
+                time.sleep(min(2.0, 0.05 * 2**n))
+        raise AssertionError("unreachable")
+
+    def create_all(self) -> None:
+        """Create the tables directly (tests); production uses ``migrate()``."""
+        Base.metadata.create_all(self.engine)
+
+    def migrate(self, revision: str = "head") -> None:
+        """Apply the Alembic migrations up to ``revision``."""
+        from alembic import command
+
+        command.upgrade(alembic_config(self.url), revision)
+
+    def dispose(self) -> None:
+        self.engine.dispose(close=False)
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig).lower()
+    return any(
+        s in text
+        for s in (
+            "database is locked",
+            "could not serialize",
+            "deadlock detected",
+            "server closed the connection",
+            "connection refused",
+            "terminating connection",
+            "connection is closed",
+            "the database system is",
+        )
+    )
+
+
+def _make_engine(url: str, *, echo: bool) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
