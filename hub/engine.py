@@ -305,10 +305,10 @@ class Engine:
             node = executable(flow, claim.node, claim.item)
             with self._heartbeat.hold(claim):
                 result = self._perform(flow, node, claim)
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise  # KeyboardInterrupt, SystemExit: the lease expires, a retry follows
-            return self.store.run(lambda s: runs.fail(self, s, claim, exc))
+        except Exception as exc:
+            error = exc
+            return self.store.run(lambda s: runs.fail(self, s, claim, error))
+        # KeyboardInterrupt and SystemExit propagate: the lease expires, a retry follows.
         return self.store.run(lambda s: runs.succeed(self, s, claim, node, result, inline))
 
     def _perform(self, flow: Flow, node: Node, claim: Claim) -> Any:

@@ -1,0 +1,83 @@
+"""``hub doctor``: what is reachable, what is missing, and how to fix it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from hub.settings import Settings
+
+Check = tuple[bool | None, str, str]
+
+
+def checks(settings: Settings) -> Iterator[Check]:
+    yield _database(settings)
+    yield _broker(settings)
+    yield _flows(settings)
+    yield _chromium()
+    yield _display()
+
+
+def _database(settings: Settings) -> Check:
+    from sqlalchemy import inspect, text
+    from sqlalchemy.engine import make_url
+
+    from hub.store import Store
+
+    url = make_url(settings.database).render_as_string(hide_password=True)
+    try:
+        store = Store(settings.database)
+        with store.engine.connect() as conn:
+            conn.execute(text("select 1"))
+            tables = set(inspect(conn).get_table_names())
+        store.engine.dispose()
+    except Exception as exc:
+        return False, "database", f"{url} unreachable: {exc}. Check HUB_DATABASE_URL."
+    if "runs" not in tables:
+        return False, "database", f"{url} reachable but empty: run `hub db upgrade`"
+    return True, "database", url
+
+
+def _broker(settings: Settings) -> Check:
+    if settings.embedded_broker:
+        return True, "broker", f"embedded (filesystem transport in {settings.broker_folder})"
+    try:
+        from kombu import Connection
+
+        with Connection(settings.broker, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:
+        return False, "broker", f"{settings.broker} unreachable: {exc}. Check HUB_BROKER_URL."
+    return True, "broker", settings.broker
+
+
+def _flows(settings: Settings) -> Check:
+    from hub.registry import Registry
+
+    try:
+        names = [f.name for f in Registry.load(settings.flow_modules)]
+    except Exception as exc:
+        return False, "flows", str(exc)
+    return True, "flows", ", ".join(names) or "none found (set HUB_FLOWS)"
+
+
+def _chromium() -> Check:
+    env = os.environ.get("HUB_CHROMIUM")
+    if env:
+        ok = Path(env).exists()
+        return ok, "chromium", env if ok else f"HUB_CHROMIUM={env} does not exist"
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return True, "chromium", found
+    return None, "chromium", "not found (browser steps need it): apt-get install chromium"
+
+
+def _display() -> Check:
+    if os.environ.get("DISPLAY"):
+        return True, "display", f"DISPLAY={os.environ['DISPLAY']}"
+    if shutil.which("Xvfb"):
+        return True, "display", "no DISPLAY; desktop workers will start Xvfb"
+    return None, "display", "no DISPLAY and no Xvfb (desktop steps need one): apt-get install xvfb"

@@ -1,0 +1,116 @@
+"""Wiring for one process: settings -> store, registry, engine and the Celery app.
+
+Celery is only the transport. Its one task, ``hub.step``, carries a step id
+and calls :meth:`hub.engine.Engine.execute`; results are ignored and status is
+read from SQL. No canvas (chain/chord/group) is used for flow control.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from hub.engine import Engine
+from hub.registry import Registry
+from hub.settings import Settings
+from hub.store import Store
+
+log = logging.getLogger("hub")
+
+QUEUES = ("default", "browser", "desktop")
+
+
+class Hub:
+    """Everything a hub process needs, built lazily from one ``Settings``."""
+
+    def __init__(self, settings: Settings | None = None, registry: Registry | None = None) -> None:
+        self.settings = settings or Settings()
+        self._registry = registry
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.settings.database)
+
+    @cached_property
+    def registry(self) -> Registry:
+        return self._registry or Registry.load(self.settings.flow_modules)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return Engine(self.store, self.registry, self.publish, self.settings)
+
+    @cached_property
+    def celery(self) -> Celery:
+        return make_celery(self)
+
+    def publish(self, step_id: str, queue: str, countdown: float | None = None) -> None:
+        """Send ``hub.step(step_id)`` to ``queue``; a short ``countdown`` delays it."""
+        options: dict[str, Any] = {"queue": queue}
+        if countdown:
+            # a little late rather than early: the step is not claimable before its time
+            options["countdown"] = countdown + 0.05
+        self.celery.send_task("hub.step", args=[step_id], **options)
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings the hub runs with, and why (see docs/operations.md)."""
+    conf: dict[str, Any] = {
+        "broker_url": settings.broker,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "result_backend": None,
+        "task_ignore_result": True,  # status lives in SQL
+        "task_acks_late": True,  # a message is acked after the step is stored
+        "task_reject_on_worker_lost": True,  # a killed child's message goes back
+        "worker_prefetch_multiplier": 1,  # short steps never wait behind a long one
+        "task_default_queue": "default",
+        "task_create_missing_queues": True,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,  # keep trying while the broker restarts
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+    }
+    if settings.embedded_broker:
+        folder = settings.broker_folder
+        (folder / "queue").mkdir(parents=True, exist_ok=True)
+        (folder / "processed").mkdir(parents=True, exist_ok=True)
+        conf["broker_transport_options"] = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+            "polling_interval": settings.broker_poll_seconds,
+        }
+    else:
+        conf["broker_transport_options"] = {
+            "visibility_timeout": settings.visibility_timeout,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 10,
+            "retry_on_timeout": True,
+        }
+        conf["broker_pool_limit"] = 10
+    return conf
+
+
+def make_celery(hub: Hub) -> Celery:
+    app = Celery("hub", set_as_current=False)
+    app.conf.update(celery_config(hub.settings))
+
+    @app.task(name="hub.step", bind=True, ignore_result=True)
+    def step_task(self: Any, step_id: str) -> None:
+        hub.engine.execute(step_id)
+
+    def _after_fork(**_: Any) -> None:
+        # connections opened by the parent must not be shared with a forked child
+        if "store" in hub.__dict__:
+            hub.store.dispose()
+
+    worker_process_init.connect(_after_fork, weak=False)
+    return app
