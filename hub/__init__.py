@@ -15,6 +15,7 @@ from hub.errors import (
     TransientError,
 )
 from hub.flow import Branch, Flow, ForEach, Parallel, SubFlow, step
+from hub.triggers import Schedule, Webhook
 
 __version__ = "0.1.0"
 
@@ -27,8 +28,10 @@ __all__ = [
     "NeedsReview",
     "Parallel",
     "PolicyViolation",
+    "Schedule",
     "StepContext",
     "SubFlow",
     "TransientError",
+    "Webhook",
     "step",
 ]

@@ -9,11 +9,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from hub.errors import HubError
+from hub.errors import HubError, InvalidInput
 from hub.settings import Settings
 
 app = typer.Typer(
@@ -28,6 +28,9 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
+STATUSES = ("queued", "running", "needs_review", "succeeded", "failed", "cancelled")
+ACTIONS = "resume|skip|complete|abort"
+RunId = Annotated[str, typer.Argument(help="Run id (see `hub runs`).")]
 
 
 def _hub() -> Any:
@@ -36,7 +39,34 @@ def _hub() -> Any:
     return Hub(Settings())
 
 
-def fail(message: str, code: int = 1) -> None:
+def _loaded(hub: Any) -> Any:
+    """Import the flow modules now; a broken one ends the command with its file and line."""
+    try:
+        return hub.registry
+    except HubError as exc:
+        fail(str(exc))
+
+
+def _require_tables(hub: Any) -> None:
+    """Stop a long-running process early when the database has no hub tables.
+
+    An unreachable database is not checked here: workers and the scheduler
+    keep retrying until it is back.
+    """
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        missing = not inspect(hub.store.engine).has_table("runs")
+    except SQLAlchemyError:
+        return
+    finally:
+        hub.store.dispose()
+    if missing:
+        fail(f"database {_safe_url(hub.settings.database)} has no hub tables: run `hub db upgrade`")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -46,8 +76,8 @@ def _json_arg(text: str | None, what: str) -> Any:
         return None
     if text.startswith("@"):
         path = Path(text[1:])
-        if not path.exists():
-            fail(f"{what}: file {path} not found")
+        if not path.is_file():
+            fail(f"{what}: file {path} not found", 2)
         text = path.read_text()
     try:
         return json.loads(text)
@@ -79,8 +109,34 @@ def _print_run(run: dict[str, Any]) -> None:
             typer.echo(
                 f"  review {r['id']} open on {r['step']} ({r['reason']}): {r['message'][:200]}"
             )
+    if run["status"] == "needs_review":
+        typer.echo(f"  act: hub runs {ACTIONS} {run['id']}  (see --help of each)")
     if run["status"] == "succeeded":
         typer.echo(f"output: {json.dumps(run['output'])}")
+
+
+def _why(run: dict[str, Any]) -> str:
+    """One line saying why a run did not succeed, and what to do about it."""
+    rid = run["id"]
+    if run["status"] == "needs_review":
+        open_ = [r for r in run.get("reviews", []) if r["status"] == "open"]
+        where = ""
+        if open_:
+            r = open_[0]
+            where = f" at step {r['step']!r} ({r['reason']}: {_line(r['message'])})"
+        return (
+            f"run {rid} is waiting for review{where}; "
+            f"see `hub runs show {rid}`, then `hub runs {ACTIONS} {rid}`"
+        )
+    error = run.get("error") or next(
+        (s["error"] for s in run["steps"] if s.get("error") and s["status"] != "succeeded"), None
+    )
+    return f"run {rid} {run['status']}" + (f": {_line(error)}" if error else "")
+
+
+def _line(text: str, limit: int = 300) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def _describe(hub: Any, run_id: str, attempts: bool = False) -> dict[str, Any]:
@@ -105,9 +161,15 @@ def run(
         str | None, typer.Option("--idempotency-key", help="Start at most one run per key.")
     ] = None,
 ) -> None:
-    """Start a run of FLOW. With --wait, exits 0 only if the run succeeds."""
+    """Start a run of FLOW; with --wait, follow it until it finishes or pauses.
+
+    Exit codes: 0 started (or, with --wait, succeeded); 1 failed, cancelled or
+    waiting for review; 2 bad input or unknown flow (nothing stored); 3 still
+    unfinished after --timeout (is a worker running?).
+    """
     hub = _hub()
     data = _json_arg(input, "--input")
+    _loaded(hub)
     try:
         started = hub.engine.start_run(
             flow, data if data is not None else {}, trigger="cli", idempotency_key=key
@@ -134,13 +196,12 @@ def run(
     if view["status"] == "succeeded":
         return
     if view["status"] not in TERMINAL and view["status"] != "needs_review":
-        typer.echo(
-            f"error: run {started.run_id} is still {view['status']} after {timeout:g} s; "
-            "is a worker running (`hub worker` or `hub up`)?",
-            err=True,
+        fail(
+            f"run {started.run_id} is still {view['status']} after {timeout:g} s; "
+            "is a worker running (`hub worker` or `hub up`)? `hub doctor` checks the setup",
+            3,
         )
-        raise typer.Exit(3)
-    raise typer.Exit(1)
+    fail(_why(view))
 
 
 @runs_app.callback()
@@ -149,13 +210,15 @@ def runs_list(
     flow: Annotated[str | None, typer.Option(help="Only runs of this flow.")] = None,
     status: Annotated[str | None, typer.Option(help="Only runs in this status.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
-    """List recent runs (newest first)."""
+    """List recent runs (newest first); the commands below act on one run."""
     if ctx.invoked_subcommand is not None:
         return
     from hub.views import list_runs
 
+    if status is not None and status not in STATUSES:
+        fail(f"unknown status {status!r}; statuses are {', '.join(STATUSES)}", 2)
     hub = _hub()
     with hub.store.transaction() as s:
         rows = list_runs(s, limit=limit, flow=flow, status=status)
@@ -163,7 +226,12 @@ def runs_list(
         typer.echo(json.dumps(rows))
         return
     if not rows:
-        typer.echo('no runs yet; start one with `hub run hello --input \'{"name": "Ada"}\'`')
+        if flow or status:
+            typer.echo("no runs match")
+        else:
+            typer.echo('no runs yet; start one with `hub run hello --input \'{"name": "Ada"}\'`')
+        return
+    typer.echo(f"{'RUN':<32}  {'CREATED (UTC)':<24}  {'FLOW':<20} {'STATUS':<13} DURATION")
     for r in rows:
         dur = f"{r['duration_ms']} ms" if r["duration_ms"] is not None else ""
         typer.echo(f"{r['id']}  {r['created_at']}  {r['flow']:<20} {r['status']:<13} {dur}")
@@ -171,8 +239,10 @@ def runs_list(
 
 @runs_app.command("show")
 def runs_show(
-    run_id: str,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    run_id: RunId,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object, with every attempt.")
+    ] = False,
     attempts: Annotated[bool, typer.Option(help="Include every attempt of every step.")] = False,
 ) -> None:
     """Show one run: status, each step's status, duration and output."""
@@ -187,13 +257,26 @@ def runs_show(
         _print_run(view)
 
 
+_DONE = {
+    "cancel": "cancelled",
+    "abort": "aborted",
+    "resume": "paused step sent to run again",
+    "skip": "paused step skipped",
+    "complete": "paused step completed by hand",
+}
+
+
 def _act(action: str, run_id: str, **kw: Any) -> None:
     hub = _hub()
+    _loaded(hub)
     try:
         getattr(hub.engine, action)(run_id, **kw)
+        view = _describe(hub, run_id)
+    except InvalidInput as exc:
+        fail(str(exc), 2)
     except HubError as exc:
         fail(str(exc))
-    typer.echo(f"run {run_id}: {action} done")
+    typer.echo(f"run {run_id}: {_DONE[action]}; the run is now {view['status']}")
 
 
 Who = Annotated[str | None, typer.Option("--by", help="Who acts (kept in the run's history).")]
@@ -201,14 +284,14 @@ StepKey = Annotated[str | None, typer.Option("--step", help="The paused step, wh
 
 
 @runs_app.command("cancel")
-def runs_cancel(run_id: str, reason: str = "cancelled from the CLI", by: Who = None) -> None:
+def runs_cancel(run_id: RunId, reason: str = "cancelled from the CLI", by: Who = None) -> None:
     """Cancel a run; nothing of it runs afterwards."""
     _act("cancel", run_id, reason=reason, by=by or _user())
 
 
 @runs_app.command("resume")
 def runs_resume(
-    run_id: str,
+    run_id: RunId,
     step: StepKey = None,
     input: Annotated[
         str | None, typer.Option(help="Edited input for the step, JSON or @file.")
@@ -221,7 +304,7 @@ def runs_resume(
 
 @runs_app.command("skip")
 def runs_skip(
-    run_id: str,
+    run_id: RunId,
     reason: str = typer.Option(..., help="Why it is skipped."),
     step: StepKey = None,
     by: Who = None,
@@ -232,7 +315,7 @@ def runs_skip(
 
 @runs_app.command("complete")
 def runs_complete(
-    run_id: str,
+    run_id: RunId,
     output: Annotated[str, typer.Option(help="The step's output, JSON or @file, as done by hand.")],
     step: StepKey = None,
     by: Who = None,
@@ -243,7 +326,7 @@ def runs_complete(
 
 @runs_app.command("abort")
 def runs_abort(
-    run_id: str, reason: str = typer.Option(..., help="Why the run is given up."), by: Who = None
+    run_id: RunId, reason: str = typer.Option(..., help="Why the run is given up."), by: Who = None
 ) -> None:
     """End the run as failed."""
     _act("abort", run_id, reason=reason, by=by or _user())
@@ -256,26 +339,24 @@ def _user() -> str:
 @app.command()
 def flows(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the flows, their steps and triggers."""
-    hub = _hub()
-    try:
-        registry = hub.registry
-    except HubError as exc:
-        fail(str(exc))
+    registry = _loaded(_hub())
     out = [
         {
             "name": f.name,
             "module": f.module,
             "description": f.description,
             "steps": f.describe(),
-            "triggers": [repr(t) for t in f.triggers],
+            "triggers": [str(t) for t in f.triggers],
         }
         for f in registry
     ]
     if as_json:
         typer.echo(json.dumps(out))
         return
+    if not out:
+        typer.echo(f"no flows found in {Settings().flows!r}; set HUB_FLOWS to your flow modules")
     for f in out:
-        typer.echo(f"{f['name']}  ({f['module']})  {f['description']}")
+        typer.echo(f"{f['name']}  ({f['module']})  {f['description']}".rstrip())
         for s in f["steps"]:
             where = f" in {s['in']}" if "in" in s else ""
             extra = f" retries={s['retries']}" if "retries" in s else ""
@@ -290,8 +371,15 @@ def db_upgrade(revision: str = "head") -> None:
     settings = Settings()
     from hub.store import Store
 
-    Store(settings.database).migrate(revision)
-    typer.echo(f"database at {_safe_url(settings.database)} is at {revision}")
+    store = Store(settings.database)
+    before = store.revision()
+    store.migrate(revision)
+    after = store.revision()
+    url = _safe_url(settings.database)
+    if before == after:
+        typer.echo(f"database {url} is already at revision {after}")
+    else:
+        typer.echo(f"database {url} upgraded from {before or 'empty'} to revision {after}")
 
 
 def _safe_url(url: str) -> str:
@@ -309,10 +397,8 @@ def worker(
 ) -> None:
     """Run a worker that executes steps from QUEUES."""
     hub = _hub()
-    try:
-        hub.registry  # noqa: B018 - import flows before forking, fail fast
-    except HubError as exc:
-        fail(str(exc))
+    _loaded(hub)  # import flows before forking, fail fast
+    _require_tables(hub)
     hub.celery.worker_main(
         [
             "worker",
@@ -341,10 +427,8 @@ def scheduler(
     from hub.scheduler import serve
 
     hub = _hub()
-    try:
-        hub.registry  # noqa: B018
-    except HubError as exc:
-        fail(str(exc))
+    _loaded(hub)
+    _require_tables(hub)
     serve(hub, once=once)
 
 
@@ -358,7 +442,10 @@ def web(
 
     from hub.web import create_app
 
-    uvicorn.run(create_app(_hub()), host=host, port=port, log_level="info", access_log=False)
+    hub = _hub()
+    _loaded(hub)
+    _require_tables(hub)
+    uvicorn.run(create_app(hub), host=host, port=port, log_level="info", access_log=False)
 
 
 @app.command()
@@ -371,10 +458,7 @@ def up(
     settings = Settings()
     from hub.store import Store
 
-    try:
-        _hub().registry  # noqa: B018
-    except HubError as exc:
-        fail(str(exc))
+    _loaded(_hub())
     Store(settings.database).migrate()
     exe = [sys.executable, "-m", "hub"]
     queues = "default,browser,desktop"
@@ -398,7 +482,8 @@ def up(
     while not stopping:
         time.sleep(0.2)
         for name, p in procs.items():
-            if p.poll() is not None:
+            # on Ctrl-C the children get SIGINT too and may exit first: that is no failure
+            if not stopping and p.poll() is not None:
                 typer.echo(f"error: {name} exited with code {p.returncode}; stopping", err=True)
                 stopping, code = True, 1
     for p in procs.values():
@@ -428,4 +513,54 @@ def doctor() -> None:
 
 
 def main() -> None:
-    app()
+    """Entry point: run the CLI; an unreachable service or a bad setting is one line, exit 1."""
+    try:
+        app()
+    except Exception as exc:
+        message = _environment_error(exc)
+        if message is None:
+            raise
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(1)
+
+
+def _environment_error(exc: Exception) -> str | None:
+    """Say what is wrong with the database, broker or settings; None for anything else."""
+    from kombu.exceptions import OperationalError as BrokerError
+    from pydantic import ValidationError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from hub.doctor import safe_broker_url, short_error
+
+    if isinstance(exc, ValidationError) and exc.title == "Settings":
+        err = exc.errors()[0]
+        name = "HUB_" + "_".join(str(p) for p in err["loc"]).upper()
+        return f"setting {name}: {err['msg']}"
+    if isinstance(exc, (OperationalError, ProgrammingError)):
+        url = _safe_url(Settings().database)
+        if _schema_missing(exc):
+            return (
+                f"database {url} has no hub tables or an old schema ({short_error(exc)}): "
+                "run `hub db upgrade`"
+            )
+        if isinstance(exc, OperationalError):
+            return (
+                f"database {url}: {short_error(exc)}; "
+                "check HUB_DATABASE_URL and that the database is up (`hub doctor`)"
+            )
+    if isinstance(exc, BrokerError):
+        url = safe_broker_url(Settings().broker)
+        return (
+            f"broker {url} unreachable: {short_error(exc)}; check HUB_BROKER_URL and that "
+            "the broker is up (`hub doctor`). Runs already stored are sent by the scheduler "
+            "once it is back"
+        )
+    return None
+
+
+def _schema_missing(exc: Exception) -> bool:
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) in ("42P01", "42703"):  # undefined table / column
+        return True
+    text = str(orig).lower()
+    return "no such table" in text or "no such column" in text

@@ -13,6 +13,7 @@ Check = tuple[bool | None, str, str]
 
 
 def checks(settings: Settings) -> Iterator[Check]:
+    """Yield ``(ok, name, detail)``; ``ok`` is None for something optional that is missing."""
     yield _database(settings)
     yield _broker(settings)
     yield _flows(settings)
@@ -24,7 +25,7 @@ def _database(settings: Settings) -> Check:
     from sqlalchemy import inspect, text
     from sqlalchemy.engine import make_url
 
-    from hub.store import Store
+    from hub.store import Store, head_revision
 
     url = make_url(settings.database).render_as_string(hide_password=True)
     try:
@@ -32,25 +33,48 @@ def _database(settings: Settings) -> Check:
         with store.engine.connect() as conn:
             conn.execute(text("select 1"))
             tables = set(inspect(conn).get_table_names())
+        revision = store.revision()
         store.engine.dispose()
     except Exception as exc:
-        return False, "database", f"{url} unreachable: {exc}. Check HUB_DATABASE_URL."
+        return False, "database", f"{url} unreachable: {short_error(exc)}; check HUB_DATABASE_URL"
+    head = head_revision()
     if "runs" not in tables:
-        return False, "database", f"{url} reachable but empty: run `hub db upgrade`"
-    return True, "database", url
+        return False, "database", f"{url} reachable but has no hub tables: run `hub db upgrade`"
+    if revision is not None and revision != head:
+        return (
+            False,
+            "database",
+            f"{url} is at schema revision {revision}, this hub needs {head}: run `hub db upgrade`",
+        )
+    return True, "database", f"{url} (schema {revision or 'not versioned'})"
 
 
 def _broker(settings: Settings) -> Check:
     if settings.embedded_broker:
         return True, "broker", f"embedded (filesystem transport in {settings.broker_folder})"
+    url = safe_broker_url(settings.broker)
     try:
         from kombu import Connection
 
         with Connection(settings.broker, connect_timeout=3) as conn:
             conn.ensure_connection(max_retries=1)
     except Exception as exc:
-        return False, "broker", f"{settings.broker} unreachable: {exc}. Check HUB_BROKER_URL."
-    return True, "broker", settings.broker
+        return False, "broker", f"{url} unreachable: {short_error(exc)}; check HUB_BROKER_URL"
+    return True, "broker", url
+
+
+def safe_broker_url(url: str) -> str:
+    """The broker URL with its password masked, for messages."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return str(maybe_sanitize_url(url))
+
+
+def short_error(exc: BaseException) -> str:
+    """The first line of a driver's error, without SQLAlchemy's background links."""
+    inner = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
+    return (lines[0] if lines else type(inner).__name__).rstrip(".")
 
 
 def _flows(settings: Settings) -> Check:

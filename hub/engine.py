@@ -21,6 +21,7 @@ import random
 import signal
 import socket
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic_core import to_jsonable_python
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -212,7 +214,7 @@ class Engine:
         Does nothing when the step is not ready (a duplicate delivery, a
         cancelled run, a retry not yet due): the live lease or state wins.
         """
-        claim = self.claim(step_id)
+        claim = self.claim(step_id) or self.claim_interrupted(step_id)
         budget = self.settings.inline_steps
         while claim is not None:
             outcome = self.run_claimed(claim, inline=budget > 0)
@@ -225,20 +227,52 @@ class Engine:
         owner = worker_identity()
         return self.store.run(lambda s: self._claim(s, step_id, owner))
 
+    def claim_interrupted(self, step_id: str) -> Claim | None:
+        """Take over a step of ``step_id``'s run that a dead process was running inline.
+
+        Steps run inline have no message of their own. When the process
+        running such a chain dies (``kill -9``, OOM), the broker redelivers
+        the message of the chain's first step, which is done by then. A step
+        of that run (or of a sub-flow run it started) on the same queue still
+        leased to a process that no longer exists is recovered and claimed
+        here, instead of waiting for its lease to expire. None when there is
+        nothing to take over.
+        """
+        with self.store.transaction() as s:
+            first = s.execute(
+                select(m.Step.run_id, m.Step.queue).where(m.Step.id == step_id)
+            ).first()
+            if first is None:
+                return None
+            children = select(Run.id).where(Run.parent_run_id == first.run_id)
+            rows = s.execute(
+                select(m.Step.id, m.Step.lease_owner).where(
+                    m.Step.status == m.STEP_RUNNING,
+                    m.Step.queue == first.queue,
+                    or_(m.Step.run_id == first.run_id, m.Step.run_id.in_(children)),
+                )
+            ).all()
+        for row in rows:
+            if _owner_is_dead(row.lease_owner):
+                claim = self.claim(row.id)
+                if claim is not None:
+                    return claim
+        return None
+
     def _claim(self, s: Session, step_id: str, owner: str) -> Claim | None:
         now = self.clock()
         if not self._take_lease(s, step_id, owner, now):
             row = s.get(m.Step, step_id)
             if row is None or row.status != m.STEP_RUNNING:
-                return None, []
+                return None
             if not (_owner_is_dead(row.lease_owner) or _expired(row, now)):
-                return None, []
+                return None
             from hub.runs import recover_lost
 
             if not recover_lost(self, s, row, now):
-                return None, []
+                return None
             if not self._take_lease(s, step_id, owner, now):
-                return None, []
+                return None
         row = s.get(m.Step, step_id, populate_existing=True)
         assert row is not None
         run = s.get(Run, row.run_id)
@@ -267,7 +301,7 @@ class Engine:
             )
             .execution_options(synchronize_session=False)
         )
-        return bool(res.rowcount)
+        return bool(res.rowcount)  # type: ignore[attr-defined]
 
     def _open_attempt(self, s: Session, run: Run, row: m.Step, owner: str, now: datetime) -> Claim:
         s.flush()  # the step row first: attempts refer to it
@@ -480,13 +514,8 @@ def expand(flow: Flow, node: Node, data: Any, registry: Registry) -> Any:
 
 
 def _jsonable(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+    """``value`` as JSON (models, dates, decimals, dataclasses converted); raises if it cannot be."""
+    return to_jsonable_python(value)
 
 
 def _expired(row: m.Step, now: datetime) -> bool:
@@ -504,12 +533,16 @@ def _time_limit(seconds: float | None, name: str) -> Iterator[None]:
         raise TransientError(f"step {name!r} ran past its timeout of {seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    outer_left, outer_every = signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_left:  # an alarm armed before us (pytest-timeout, a caller's): re-arm it
+            left = max(0.001, outer_left - (time.monotonic() - started))
+            signal.setitimer(signal.ITIMER_REAL, left, outer_every)
 
 
 class _Heartbeat:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import re
 import typing
 from collections.abc import Callable, Iterable, Sequence
@@ -155,19 +156,25 @@ class Step(Node):
 
 def _number(options: dict[str, Any], key: str, default: Any, cast: type, fn: Any) -> Any:
     value = options.get(key, default)
-    if value is None:
+    if value is None and default is None:
         return None
-    try:
-        number = cast(value)
-    except (TypeError, ValueError):
+    whole = cast is int
+    usable = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (not whole or value == int(value))
+    )
+    if not usable:
         raise FlowDefinitionError(
-            f"step option {key}={value!r} on {fn.__name__!r} ({_where(fn)}) must be a number"
-        ) from None
-    if number < 0:
+            f"step option {key}={value!r} on {fn.__name__!r} ({_where(fn)}) must be "
+            f"{'a whole number' if whole else 'a number'}"
+        )
+    if value < 0:
         raise FlowDefinitionError(
             f"step option {key}={value!r} on {fn.__name__!r} ({_where(fn)}) must not be negative"
         )
-    return number
+    return cast(value)
 
 
 def _validate(adapter: TypeAdapter[Any], data: Any, what: str) -> Any:
@@ -178,7 +185,9 @@ def _validate(adapter: TypeAdapter[Any], data: Any, what: str) -> Any:
         first = errors[0] if errors else {"loc": (), "msg": str(exc)}
         loc = ".".join(str(p) for p in first["loc"]) or "(root)"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise InvalidInput(f"{what}: {loc}: {first['msg']}{more}", errors=errors) from None
+        raise InvalidInput(
+            f"{what}: {loc}: {first['msg']}{more}", errors=[dict(e) for e in errors]
+        ) from None
 
 
 @typing.overload
@@ -358,16 +367,31 @@ class Flow:
             )
         self.steps = _as_seq(list(self.steps), f"flow {self.name!r}")
         if not self.steps:
-            raise FlowDefinitionError(f"flow {self.name!r} has no steps")
+            raise FlowDefinitionError(
+                f"flow {self.name!r} has no steps; give it a list of at least one step"
+            )
         self.nodes = {}
         self.places = {}
         self._index(self.steps, None, None)
+        self.triggers = tuple(self.triggers)
+        from hub.triggers import Schedule, Webhook
+
+        for t in self.triggers:
+            if not isinstance(t, (Schedule, Webhook)):
+                raise FlowDefinitionError(
+                    f"flow {self.name!r}: trigger {t!r} is not a Schedule or Webhook"
+                )
         frame = inspect.currentframe()
         caller = frame.f_back.f_back if frame and frame.f_back else None
         self.module = caller.f_globals.get("__name__") if caller else None
 
     def _index(self, seq: list[Node], container: str | None, branch: str | None) -> None:
         for i, node in enumerate(seq):
+            if not isinstance(node.name, str) or not _NAME.match(node.name):
+                raise FlowDefinitionError(
+                    f"flow {self.name!r}: {node.kind} name {node.name!r} must be letters, "
+                    "digits, _ or - (it is part of the step keys); pass name=... to set one"
+                )
             if node.name in self.nodes:
                 raise FlowDefinitionError(
                     f"flow {self.name!r}: two nodes are named {node.name!r}; "

@@ -53,13 +53,27 @@ class Registry:
         return name in self._flows
 
     def check(self) -> None:
-        """Fail if a SubFlow names a flow that is not registered."""
+        """Fail if a SubFlow names an unknown flow, or two flows claim one webhook name."""
+        from hub.triggers import Webhook
+
+        hooks: dict[str, str] = {}
+        for f in self._flows.values():
+            for t in f.triggers:
+                if isinstance(t, Webhook):
+                    if t.name in hooks and hooks[t.name] != f.name:
+                        raise FlowDefinitionError(
+                            f"webhook {t.name!r} is declared by flows {hooks[t.name]!r} "
+                            f"and {f.name!r}; webhook names must be unique"
+                        )
+                    hooks[t.name] = f.name
         for f in self._flows.values():
             for node in f.nodes.values():
                 target = node.do if hasattr(node, "do") else node
                 if isinstance(target, SubFlow) and target.flow not in self._flows:
+                    known = ", ".join(sorted(self._flows))
                     raise FlowDefinitionError(
-                        f"flow {f.name!r}: node {node.name!r} calls unknown flow {target.flow!r}"
+                        f"flow {f.name!r}: node {node.name!r} calls unknown flow {target.flow!r}; "
+                        f"load its module (HUB_FLOWS) or use a known flow: {known}"
                     )
 
     @classmethod

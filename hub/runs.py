@@ -115,6 +115,7 @@ def new_row(
     item: int | None = None,
 ) -> m.Step:
     """Add a ready row for ``node`` (or item ``item`` of a for-each) under ``parent``."""
+    target: Node
     if item is not None:
         assert parent is not None and isinstance(node, ForEach)
         key, target = f"{parent.key}[{item}]", node.do
@@ -215,6 +216,8 @@ def _outcome(
             row.started_at = now
             run = s.get(Run, row.run_id)
             assert run is not None
+            if run.status == m.RUN_QUEUED:  # a sub-flow's child run starting inline
+                run.status, run.started_at = m.RUN_RUNNING, now
             out.inline = engine._open_attempt(s, run, row, claim.owner, now)
         else:
             out.dispatch.append((row.id, row.queue, None))
@@ -452,7 +455,7 @@ def recover_lost(engine: Engine, s: Session, row: m.Step, now: datetime) -> bool
         .values(lease_owner=None, lease_expires_at=None, losses=m.Step.losses + 1)
         .execution_options(synchronize_session=False)
     )
-    if not res.rowcount:
+    if not res.rowcount:  # type: ignore[attr-defined]
         return False
     s.execute(
         update(Attempt)

@@ -28,7 +28,7 @@ class Hub:
     """Everything a hub process needs, built lazily from one ``Settings``."""
 
     def __init__(self, settings: Settings | None = None, registry: Registry | None = None) -> None:
-        self.settings = settings or Settings()
+        self.settings = broker_safe(settings or Settings())
         self._registry = registry
 
     @cached_property
@@ -56,6 +56,20 @@ class Hub:
         self.celery.send_task("hub.step", args=[step_id], **options)
 
 
+def broker_safe(settings: Settings) -> Settings:
+    """``settings`` with ``countdown_max`` well inside the broker's visibility timeout.
+
+    A countdown is an ETA message the worker holds unacked until it is due;
+    past the visibility timeout Redis hands it out again, and again, until
+    then. Longer waits stay in SQL (``not_before``), and the reconciler
+    publishes the step when it is due.
+    """
+    limit = settings.visibility_timeout / 2
+    if settings.embedded_broker or settings.countdown_max <= limit:
+        return settings
+    return settings.model_copy(update={"countdown_max": limit})
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings the hub runs with, and why (see docs/operations.md)."""
     conf: dict[str, Any] = {
@@ -75,21 +89,32 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,  # keep trying while the broker restarts
         "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # a killed pool child's message goes back after this (Celery waits 10 s for a
+        # result the hub never uses); a duplicate delivery is harmless, the lease decides
+        "worker_lost_wait": 1.0,
     }
     if settings.embedded_broker:
         folder = settings.broker_folder
-        (folder / "queue").mkdir(parents=True, exist_ok=True)
-        (folder / "processed").mkdir(parents=True, exist_ok=True)
+        for sub in ("queue", "processed", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
         conf["broker_transport_options"] = {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            # exchange tables; kombu's default is ./control, in whatever folder the process runs
+            "control_folder": str(folder / "control"),
             "store_processed": False,
             "polling_interval": settings.broker_poll_seconds,
         }
     else:
+        vt = settings.visibility_timeout
+        # kombu looks for unacked messages past the timeout every 10 x 10 s; with a short
+        # timeout, look a few times per timeout so a message is never stranded that long
+        every = min(10.0, max(1.0, vt / 3))
         conf["broker_transport_options"] = {
-            "visibility_timeout": settings.visibility_timeout,
+            "visibility_timeout": vt,
+            "unacked_restore_interval": every,
+            "unacked_restore_throttle": max(1, min(10, int(vt / (3 * every)))),
             "socket_timeout": 10,
             "socket_connect_timeout": 5,
             "health_check_interval": 10,

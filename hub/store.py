@@ -69,6 +69,13 @@ class Store:
 
         command.upgrade(alembic_config(self.url), revision)
 
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None: never migrated)."""
+        from alembic.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
     def dispose(self) -> None:
         self.engine.dispose(close=False)
 
@@ -80,6 +87,16 @@ def alembic_config(url: str) -> Any:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this code."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations in {MIGRATIONS}")
+    return head
 
 
 def _is_retryable(exc: DBAPIError) -> bool:

@@ -9,7 +9,7 @@ import html
 import json
 from typing import Any
 
-from fastapi import Body, FastAPI, Header, HTTPException, Request
+from fastapi import Body, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from hub.errors import (
@@ -31,6 +31,9 @@ _STATUS = {
 }
 
 
+ACTIONS = ("cancel", "abort", "resume", "skip", "complete")
+
+
 def create_app(hub: Any) -> FastAPI:
     """Build the app around a :class:`hub.runtime.Hub`."""
     app = FastAPI(title="hub", version="0.1.0")
@@ -45,13 +48,19 @@ def create_app(hub: Any) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
-        from sqlalchemy import text
+        """200 when the database answers and has the hub's tables, else 503."""
+        from sqlalchemy import select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from hub.models import Run
 
         try:
             with hub.store.transaction() as s:
-                s.execute(text("select 1"))
-        except Exception as exc:
-            raise HTTPException(503, f"database unreachable: {type(exc).__name__}") from None
+                s.execute(select(Run.id).limit(1))
+        except SQLAlchemyError as exc:
+            raise HTTPException(
+                503, f"database not ready: {type(exc).__name__} (see `hub doctor`)"
+            ) from None
         return {"status": "ok"}
 
     @app.get("/api/flows")
@@ -73,19 +82,21 @@ def create_app(hub: Any) -> FastAPI:
             trigger="api",
             idempotency_key=idempotency_key,
         )
+        status_url = f"/api/runs/{started.run_id}"
         return JSONResponse(
-            {
-                "id": started.run_id,
-                "created": started.created,
-                "status_url": f"/api/runs/{started.run_id}",
-            },
+            {"id": started.run_id, "created": started.created, "status_url": status_url},
             status_code=201 if started.created else 200,
+            headers={"Location": status_url},
         )
 
     @app.get("/api/runs")
-    def api_runs(flow: str | None = None, status: str | None = None, limit: int = 50) -> Any:
+    def api_runs(
+        flow: str | None = None,
+        status: str | None = None,
+        limit: int = Query(50, ge=1, le=500),
+    ) -> Any:
         with hub.store.transaction() as s:
-            return list_runs(s, limit=min(limit, 500), flow=flow, status=status)
+            return list_runs(s, limit=limit, flow=flow, status=status)
 
     @app.get("/api/runs/{run_id}")
     def api_run(run_id: str) -> Any:
@@ -107,7 +118,7 @@ def create_app(hub: Any) -> FastAPI:
         elif action == "complete":
             engine.complete(run_id, body.get("output"), step=body.get("step"), by=by)
         else:
-            raise HTTPException(404, f"unknown action {action!r}")
+            raise HTTPException(404, f"unknown action {action!r}; actions are {', '.join(ACTIONS)}")
         with hub.store.transaction() as s:
             return describe_run(s, run_id)
 

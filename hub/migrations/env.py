@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import Connection, create_engine, pool
 
 from hub.models import Base
 
@@ -25,7 +25,9 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is None:
-        engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+        engine = create_engine(
+            config.get_main_option("sqlalchemy.url", ""), poolclass=pool.NullPool
+        )
         with engine.connect() as connection:
             _run(connection)
         engine.dispose()
@@ -33,7 +35,7 @@ def run_migrations_online() -> None:
         _run(connectable)
 
 
-def _run(connection: object) -> None:
+def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,1 @@
+"""Flows the end-to-end tests run in real workers (``HUB_FLOWS=tests.flows.chain``)."""

@@ -1,0 +1,1 @@
+"""Small flow modules that the registry tests load by name (some on purpose broken)."""
