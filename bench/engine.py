@@ -2,25 +2,27 @@
 
     .venv/bin/python bench/engine.py [--runs 200] [--steps 10] [--only redis|embedded|floor]
 
-In one invocation and one process tree it measures, one phase after another
-(never two at once, so they do not share the CPUs):
+In one invocation and one process tree it measures four systems, in two groups:
 
-- floor, Redis + PostgreSQL: a bare Celery app (``bench/floor.py``; json,
-  acks_late, prefetch 1, results ignored) whose task inserts one row and lets
-  a real ``celery.chain`` of N immutable signatures publish the next one;
-  K chains submitted at once to a ``celery worker -c 2 -P prefork``.
-- hub, Redis + PostgreSQL: the flow ``bench_noop`` (``bench/flows_bench.py``,
-  N no-op steps) run by ``hub worker --concurrency 2`` plus ``hub scheduler``;
-  K runs started at once with ``Hub(settings).engine.start_run``.
-- hub, embedded: the same with no broker URL and no database URL
-  (SQLite + Celery's filesystem transport under a temporary ``HUB_HOME``).
-- floor, embedded: the floor on the filesystem transport + SQLite (WAL); its
-  put is made atomic (``benchfs://``, see ``bench/floor.py``) because the stock
-  one lets a consumer read an empty message file and kill the worker.
+Redis + PostgreSQL
+  - floor: a bare Celery app (``bench/floor.py``; json, acks_late, prefetch 1,
+    results ignored) whose task inserts one row and lets a real ``celery.chain``
+    of N immutable signatures publish the next one, on ``celery worker -c 2 -P prefork``;
+  - hub: the flow ``bench_noop`` (``bench/flows_bench.py``, N no-op steps) on
+    ``hub worker --concurrency 2`` plus ``hub scheduler``, runs started with
+    ``Hub(settings).engine.start_run`` from this process.
+embedded (no broker URL, no database URL)
+  - embedded: the hub on SQLite + Celery's filesystem transport (temporary ``HUB_HOME``);
+  - embedded_floor: the floor on the filesystem transport + SQLite (WAL); its
+    put is made atomic (``benchfs://``, see ``bench/floor.py``) because the stock
+    one lets a consumer read an empty message file and kill the worker.
 
-Each phase has a warm-up, then a sequential part (one run alone, ``--seq-runs``
-times) and a throughput part (K runs submitted at once). It prints figures
-and never asserts on time; its last line of output is one JSON object.
+Within a group both workers are started and warmed up, then ``--rounds`` rounds
+alternate between them (A B A B ...; the idle one blocks on its broker), so a
+drift in the machine's load (other jobs share these CPUs) hits both sides of a
+ratio. Each round: ``--seq-runs`` runs one at a time, then K runs submitted at
+once. Reported figures are medians over the rounds (memory: the peak). It
+prints figures and never asserts on time; its last line is one JSON object.
 
 Definitions (all times from the rows the runs wrote, wall clock, same host):
 
@@ -41,10 +43,11 @@ Definitions (all times from the rows the runs wrote, wall clock, same host):
 - ``*_worker_cpu_ms_per_step``: CPU (user+sys) of that tree over the
   throughput part, per step; ``*_db_cpu_ms_per_step`` and
   ``*_broker_cpu_ms_per_step``: the same for the postgres / redis-server
-  processes on this host (0 for the embedded phases' broker and database,
-  whose work is done inside the workers).
+  processes on this host, whoever uses them (0 for the embedded phases,
+  whose broker and database work is done inside the workers).
 
-Redis db 12 is flushed before and after; a fresh PostgreSQL database is
+Redis db 14 (``--redis-url``) is flushed before and after (the bench refuses
+to start when another client uses that db); a fresh PostgreSQL database is
 created and dropped; every subprocess is stopped, also on Ctrl-C or failure.
 """
 
@@ -66,8 +69,8 @@ import time
 import uuid
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -150,16 +153,16 @@ def rss_pss_kb(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def cpu_s(pids: Sequence[int]) -> float:
-    """User + system CPU seconds of ``pids`` (their own, not their reaped children's)."""
-    total = 0
+def cpu_s(pids: Sequence[int]) -> dict[int, float]:
+    """User + system CPU seconds of each of ``pids`` (its own, not its reaped children's)."""
+    out = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
+        out[pid] = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    return out
 
 
 def pids_named(*names: str) -> list[int]:
@@ -209,12 +212,17 @@ class CpuMeter:
     def __init__(self, worker_root: int) -> None:
         self.root = worker_root
 
-    def snapshot(self) -> dict[str, float]:
+    def snapshot(self) -> dict[str, dict[int, float]]:
         return {
             "worker": cpu_s(tree_pids(self.root)),
             "db": cpu_s(pids_named("postgres")),
             "broker": cpu_s(pids_named("redis-server")),
         }
+
+    @staticmethod
+    def used(before: dict[int, float], after: dict[int, float]) -> float:
+        """CPU seconds between two snapshots of a group; a process gone by then is left out."""
+        return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 # ------------------------------------------------------------- subprocesses
@@ -355,6 +363,8 @@ class Reader:
 # ----------------------------------------------------------------- results
 @dataclass
 class Result:
+    """Figures of one system in one round (or the median over rounds)."""
+
     steps_per_s: float | None = None
     p50_run_ms: float | None = None
     p99_run_ms: float | None = None
@@ -368,11 +378,30 @@ class Result:
     db_cpu_ms_per_step: float | None = None
     broker_cpu_ms_per_step: float | None = None
     throughput_wall_s: float | None = None
+    submit_ms_per_run: float | None = None
     failed_runs: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def step_gaps(starts_per_run: Sequence[Sequence[float]]) -> list[float]:
+PEAK_FIELDS = ("worker_rss_mb", "worker_pss_mb", "failed_runs")
+
+
+def combine(rounds: list[Result]) -> Result:
+    """Median of each figure over the rounds; peak for memory, sum for failures."""
+    out = Result()
+    for name in Result.__dataclass_fields__:
+        values = [getattr(r, name) for r in rounds if getattr(r, name) is not None]
+        if not values:
+            continue
+        if name == "failed_runs":
+            setattr(out, name, sum(values))
+        elif name in PEAK_FIELDS:
+            setattr(out, name, max(values))
+        else:
+            setattr(out, name, pct(values, 50))
+    return out
+
+
+def step_gaps(starts_per_run: Iterable[Sequence[float]]) -> list[float]:
     """Step-to-step latencies (ms): next step's start minus this step's start, per run."""
     out = []
     for starts in starts_per_run:
@@ -392,211 +421,281 @@ def wait_until(
         time.sleep(every)
 
 
+@dataclass
+class Sample:
+    """Raw timings of one batch of runs: per run (submitted, finished, step starts)."""
+
+    runs: list[tuple[float, float, list[float]]]
+    failed: int = 0
+
+
+class System:
+    """One system under test: a worker (and maybe a scheduler) plus a way to submit runs."""
+
+    def __init__(
+        self, label: str, args: argparse.Namespace, procs: Procs, *, services: bool
+    ) -> None:
+        self.label, self.args, self.procs = label, args, procs
+        self.services = services  # uses the PostgreSQL and Redis servers of this host
+        self.worker_pid = 0
+        self.rounds: list[Result] = []
+        self._seq: tuple[list[float], list[float]] = ([], [])
+        self.batches = 0
+
+    # implemented by the two kinds
+    def start(self) -> None: ...
+    def submit(self, tag: str, count: int) -> Any: ...
+    def finished(self, tag: str, handle: Any) -> bool: ...
+    def collect(self, tag: str, handle: Any) -> Sample: ...
+    def stop(self) -> None: ...
+
+    def batch(self, count: int, every: float) -> tuple[Sample, float, float]:
+        """Submit ``count`` runs at once and wait for them: (sample, t_first_submit, t_submitted)."""
+        self.batches += 1
+        tag = f"b{self.batches}"
+        t0 = time.time()
+        handle = self.submit(tag, count)
+        t1 = time.time()
+        wait_until(
+            f"{count} {self.label} runs",
+            lambda: self.finished(tag, handle),
+            self.procs,
+            self.args.timeout,
+            every,
+        )
+        return self.collect(tag, handle), t0, t1
+
+    def warm_up(self) -> None:
+        self.batch(2 * self.args.concurrency, 0.05)
+
+    def sequential(self) -> None:
+        """``--seq-runs`` runs one after the other, each alone on the worker."""
+        gaps, runs = [], []
+        for _ in range(self.args.seq_runs):
+            sample, _, _ = self.batch(1, 0.005)
+            for submitted, finished, starts in sample.runs:
+                gaps += step_gaps([starts])
+                runs.append((finished - submitted) * 1000)
+        self._seq = (gaps, runs)
+
+    def throughput(self) -> Result:
+        """K runs at once; figures of this round (with the last ``sequential()``)."""
+        n, k = self.args.steps, self.args.runs
+        sampler, meter = Sampler(self.worker_pid), CpuMeter(self.worker_pid)
+        sampler.start()
+        cpu0 = meter.snapshot()
+        try:
+            sample, t0, t1 = self.batch(k, 0.05)
+        finally:
+            cpu1 = meter.snapshot()
+            sampler.stop()
+        last = max((f for _, f, _ in sample.runs), default=t0)
+        wall = max(last - t0, 1e-9)
+
+        def per_step(key: str) -> float | None:
+            if key != "worker" and not self.services:
+                return None  # embedded: no database or broker process of its own
+            return CpuMeter.used(cpu0[key], cpu1[key]) * 1000 / (k * n)
+
+        seq_gaps, seq_runs = self._seq
+        res = Result(
+            steps_per_s=k * n / wall,
+            p50_run_ms=pct([(f - s) * 1000 for s, f, _ in sample.runs], 50),
+            p99_run_ms=pct([(f - s) * 1000 for s, f, _ in sample.runs], 99),
+            p50_step_ms=pct(step_gaps(st for _, _, st in sample.runs), 50),
+            p99_step_ms=pct(step_gaps(st for _, _, st in sample.runs), 99),
+            seq_step_ms=pct(seq_gaps, 50),
+            seq_run_ms=pct(seq_runs, 50),
+            worker_rss_mb=sampler.peak_rss_kb / 1024,
+            worker_pss_mb=sampler.peak_pss_kb / 1024,
+            worker_cpu_ms_per_step=per_step("worker"),
+            db_cpu_ms_per_step=per_step("db"),
+            broker_cpu_ms_per_step=per_step("broker"),
+            throughput_wall_s=wall,
+            submit_ms_per_run=(t1 - t0) * 1000 / k,
+            failed_runs=sample.failed,
+        )
+        self.rounds.append(res)
+        return res
+
+
 # ------------------------------------------------------------------- floor
-def floor_phase(
-    label: str, args: argparse.Namespace, procs: Procs, env: dict[str, str], db_url: str
-) -> Result:
-    """K chains of N floor tasks, after a warm-up and ``--seq-runs`` chains alone."""
-    from celery import chain
+class Floor(System):
+    """The bare Celery chain (``bench/floor.py``) on its own worker."""
 
-    from bench import floor
+    def __init__(
+        self,
+        label: str,
+        args: argparse.Namespace,
+        procs: Procs,
+        env: dict[str, str],
+        db_url: str,
+    ) -> None:
+        super().__init__(label, args, procs, services=not db_url.startswith("sqlite"))
+        from bench import floor
 
-    app = floor.make_app(
-        env["BENCH_FLOOR_BROKER"], env.get("BENCH_FLOOR_FOLDER"), args.poll_seconds
-    )
-    n, k = args.steps, args.runs
-    reader = Reader(db_url)
-    worker = procs.start(
-        f"{label}_worker",
-        [
-            PY, "-m", "celery", "-A", "bench.floor:app", "worker",
-            "-Q", floor.QUEUE, "-c", str(args.concurrency), "-P", "prefork",
-            "--loglevel", args.loglevel, "-n", f"floor-{os.getpid()}@%h",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-        ],
-        env,
-    )  # fmt: skip
+        self.floor = floor
+        self.env, self.db_url = env, db_url
+        self.app = floor.make_app(
+            env["BENCH_FLOOR_BROKER"], env.get("BENCH_FLOOR_FOLDER"), args.poll_seconds
+        )
+        self.reader: Reader | None = None
 
-    def submit(phase: str, count: int) -> dict[str, float]:
+    def start(self) -> None:
+        floor_table(self.db_url)
+        self.reader = Reader(self.db_url)
+        a = self.args
+        proc = self.procs.start(
+            f"{self.label}_worker",
+            [
+                PY, "-m", "celery", "-A", "bench.floor:app", "worker",
+                "-Q", self.floor.QUEUE, "-c", str(a.concurrency), "-P", "prefork",
+                "--loglevel", a.loglevel, "-n", f"{self.label}-{os.getpid()}@%h",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ],
+            self.env,
+        )  # fmt: skip
+        self.worker_pid = proc.pid
+        with self.app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=3)
+
+    def submit(self, tag: str, count: int) -> dict[str, float]:
+        from celery import chain
+
         sent = {}
         for _ in range(count):
             run_id = uuid.uuid4().hex
             sigs = [
-                app.signature(
-                    floor.TASK, args=(phase, run_id, i), immutable=True, queue=floor.QUEUE
+                self.app.signature(
+                    self.floor.TASK, args=(tag, run_id, i), immutable=True, queue=self.floor.QUEUE
                 )
-                for i in range(n)
+                for i in range(self.args.steps)
             ]
             sent[run_id] = time.time()
             chain(*sigs).apply_async()
         return sent
 
-    def wait(phase: str, count: int, timeout: float, every: float) -> None:
-        wait_until(
-            f"{count} {label} chains ({phase})",
-            lambda: reader.floor_count(phase, n - 1) >= count,
-            procs,
-            timeout,
-            every,
+    def finished(self, tag: str, handle: dict[str, float]) -> bool:
+        assert self.reader is not None
+        return self.reader.floor_count(tag, self.args.steps - 1) >= len(handle)
+
+    def collect(self, tag: str, handle: dict[str, float]) -> Sample:
+        assert self.reader is not None
+        rows = self.reader.floor_steps(tag)
+        return Sample(
+            [
+                (handle[run_id], max(fi for _, _, fi in steps), [st for _, st, _ in steps])
+                for run_id, steps in rows.items()
+            ]
         )
 
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=3)
-        submit("warmup", 2 * args.concurrency)
-        wait("warmup", 2 * args.concurrency, args.timeout, 0.05)
-
-        seq_gaps, seq_runs = [], []
-        for r in range(args.seq_runs):
-            sent = submit(f"seq{r}", 1)
-            wait(f"seq{r}", 1, args.timeout, 0.005)
-            rows = reader.floor_steps(f"seq{r}")
-            for run_id, steps in rows.items():
-                seq_gaps += step_gaps([[st for _, st, _ in steps]])
-                seq_runs.append((max(fi for _, _, fi in steps) - sent[run_id]) * 1000)
-
-        sampler, meter = Sampler(worker.pid), CpuMeter(worker.pid)
-        sampler.start()
-        cpu0 = meter.snapshot()
-        t0 = time.time()
-        sent = submit("tp", k)
-        wait("tp", k, args.timeout, 0.05)
-        cpu1 = meter.snapshot()
-        sampler.stop()
-        rows = reader.floor_steps("tp")
-    finally:
-        reader.close()
-        procs.stop(f"{label}_worker")
-
-    run_ms = []
-    last = t0
-    for run_id, steps in rows.items():
-        end = max(fi for _, _, fi in steps)
-        last = max(last, end)
-        run_ms.append((end - sent[run_id]) * 1000)
-    gaps = step_gaps([[st for _, st, _ in steps] for steps in rows.values()])
-    return finish_result(
-        k * n, t0, last, run_ms, gaps, seq_gaps, seq_runs, sampler, cpu0, cpu1, failed=0
-    )
-
-
-def finish_result(
-    total_steps: int,
-    t0: float,
-    last: float,
-    run_ms: list[float],
-    gaps: list[float],
-    seq_gaps: list[float],
-    seq_runs: list[float],
-    sampler: Sampler,
-    cpu0: dict[str, float],
-    cpu1: dict[str, float],
-    failed: int,
-) -> Result:
-    wall = max(last - t0, 1e-9)
-
-    def per_step(key: str) -> float:
-        return (cpu1[key] - cpu0[key]) * 1000 / total_steps
-
-    return Result(
-        steps_per_s=total_steps / wall,
-        p50_run_ms=pct(run_ms, 50),
-        p99_run_ms=pct(run_ms, 99),
-        p50_step_ms=pct(gaps, 50),
-        p99_step_ms=pct(gaps, 99),
-        seq_step_ms=pct(seq_gaps, 50),
-        seq_run_ms=pct(seq_runs, 50),
-        worker_rss_mb=sampler.peak_rss_kb / 1024,
-        worker_pss_mb=sampler.peak_pss_kb / 1024,
-        worker_cpu_ms_per_step=per_step("worker"),
-        db_cpu_ms_per_step=per_step("db"),
-        broker_cpu_ms_per_step=per_step("broker"),
-        throughput_wall_s=wall,
-        failed_runs=failed,
-    )
+    def stop(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+        self.procs.stop(f"{self.label}_worker")
+        self.app.close()
 
 
 # --------------------------------------------------------------------- hub
-def hub_phase(label: str, args: argparse.Namespace, procs: Procs, env: dict[str, str]) -> Result:
-    """K runs of ``bench_noop`` on ``hub worker`` + ``hub scheduler``."""
-    from hub.runtime import Hub
-    from hub.settings import Settings
-    from hub.store import Store
+class HubSystem(System):
+    """``bench_noop`` on ``hub worker`` + ``hub scheduler``; runs started with start_run."""
 
-    settings = Settings(
-        home=Path(env["HUB_HOME"]),
-        database_url=env.get("HUB_DATABASE_URL"),
-        broker_url=env.get("HUB_BROKER_URL"),
-        flows=env["HUB_FLOWS"],
-        broker_poll_seconds=float(env.get("HUB_BROKER_POLL_SECONDS", "0.01")),
-    )
-    Store(settings.database).migrate()
-    n, k = args.steps, args.runs
-    hub = Hub(settings)
-    engine = hub.engine
-    reader = Reader(settings.database)
-    worker = procs.start(
-        f"{label}_worker",
-        [
-            PY, "-m", "hub", "worker", "--concurrency", str(args.concurrency),
-            "--loglevel", args.loglevel,
-        ],
-        env,
-    )  # fmt: skip
-    procs.start(f"{label}_scheduler", [PY, "-m", "hub", "scheduler"], env)
+    def __init__(
+        self, label: str, args: argparse.Namespace, procs: Procs, env: dict[str, str]
+    ) -> None:
+        super().__init__(label, args, procs, services="HUB_DATABASE_URL" in env)
+        from hub.runtime import Hub
+        from hub.settings import Settings
 
-    def submit(count: int) -> list[str]:
-        return [engine.start_run(FLOW, {"i": i}).run_id for i in range(count)]
+        self.env = env
+        self.settings = Settings(
+            home=Path(env["HUB_HOME"]),
+            database_url=env.get("HUB_DATABASE_URL"),
+            broker_url=env.get("HUB_BROKER_URL"),
+            flows=env["HUB_FLOWS"],
+            broker_poll_seconds=float(env.get("HUB_BROKER_POLL_SECONDS", "0.01")),
+        )
+        self.hub = Hub(self.settings)
+        self.reader: Reader | None = None
 
-    def wait(ids: list[str], timeout: float, every: float) -> None:
-        wait_until(
-            f"{len(ids)} {label} runs",
-            lambda: reader.hub_counts(ids)[0] >= len(ids),
-            procs,
-            timeout,
-            every,
+    def start(self) -> None:
+        from hub.store import Store
+
+        store = Store(self.settings.database)
+        store.migrate()
+        store.dispose()
+        self.reader = Reader(self.settings.database)
+        a = self.args
+        proc = self.procs.start(
+            f"{self.label}_worker",
+            [
+                PY, "-m", "hub", "worker", "--concurrency", str(a.concurrency),
+                "--loglevel", a.loglevel,
+            ],
+            self.env,
+        )  # fmt: skip
+        self.worker_pid = proc.pid
+        self.procs.start(f"{self.label}_scheduler", [PY, "-m", "hub", "scheduler"], self.env)
+
+    def submit(self, tag: str, count: int) -> list[str]:
+        engine = self.hub.engine
+        return [engine.start_run(FLOW, {"batch": tag, "i": i}).run_id for i in range(count)]
+
+    def finished(self, tag: str, handle: list[str]) -> bool:
+        assert self.reader is not None
+        return self.reader.hub_counts(handle)[0] >= len(handle)
+
+    def collect(self, tag: str, handle: list[str]) -> Sample:
+        assert self.reader is not None
+        runs = self.reader.hub_runs(handle)
+        steps = self.reader.hub_steps(handle)
+        return Sample(
+            [
+                (created, finished, [st for st, _ in steps.get(run_id, [])])
+                for run_id, _, created, finished in runs
+                if finished is not None
+            ],
+            failed=sum(1 for _, status, _, _ in runs if status != "succeeded"),
         )
 
+    def stop(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+        self.procs.stop(f"{self.label}_worker", f"{self.label}_scheduler")
+        if "store" in self.hub.__dict__:
+            self.hub.store.dispose()
+        if "celery" in self.hub.__dict__:
+            self.hub.celery.close()
+
+
+def compare(title: str, systems: list[System], rounds: int, results: dict[str, Result]) -> None:
+    """Start every system, warm it up, then alternate them round by round (ABAB...).
+
+    Alternating spreads a drift in the machine's load over both sides of a ratio;
+    the idle system waits on its broker meanwhile (blocking read or 10 ms polls).
+    """
+    if not systems:
+        return
+    log(f"-- {title}: starting {', '.join(s.label for s in systems)}")
     try:
-        warm = submit(2 * args.concurrency)
-        wait(warm, args.timeout, 0.05)
-
-        seq_gaps, seq_runs = [], []
-        for _ in range(args.seq_runs):
-            ids = submit(1)
-            wait(ids, args.timeout, 0.005)
-            for _, _, created, finished in reader.hub_runs(ids):
-                if finished is not None:
-                    seq_runs.append((finished - created) * 1000)
-            seq_gaps += step_gaps([[st for st, _ in v] for v in reader.hub_steps(ids).values()])
-
-        sampler, meter = Sampler(worker.pid), CpuMeter(worker.pid)
-        sampler.start()
-        cpu0 = meter.snapshot()
-        t0 = time.time()
-        ids = submit(k)
-        submitted = time.time()
-        wait(ids, args.timeout, 0.05)
-        cpu1 = meter.snapshot()
-        sampler.stop()
-        runs = reader.hub_runs(ids)
-        steps = reader.hub_steps(ids)
+        for s in systems:
+            s.start()
+        for s in systems:
+            s.warm_up()
+        for r in range(rounds):
+            for s in systems:
+                s.sequential()
+                res = s.throughput()
+                log(line(f"{s.label} [{r + 1}/{rounds}]", res))
     finally:
-        reader.close()
-        procs.stop(f"{label}_worker", f"{label}_scheduler")
-        hub.store.dispose()
-        if "celery" in hub.__dict__:
-            hub.celery.close()
-
-    failed = sum(1 for _, status, _, _ in runs if status != "succeeded")
-    run_ms = [(f - c) * 1000 for _, _, c, f in runs if f is not None]
-    last = max((f for _, _, _, f in runs if f is not None), default=t0)
-    gaps = step_gaps([[st for st, _ in v] for v in steps.values()])
-    res = finish_result(
-        k * n, t0, last, run_ms, gaps, seq_gaps, seq_runs, sampler, cpu0, cpu1, failed
-    )
-    res.extra["submit_ms_per_run"] = (submitted - t0) * 1000 / k
-    return res
+        for s in systems:
+            with contextlib.suppress(Exception):
+                s.stop()
+    for s in systems:
+        if s.rounds:
+            results[s.label] = combine(s.rounds)
+            if rounds > 1:
+                log(line(f"{s.label} (median)", results[s.label]))
 
 
 # -------------------------------------------------------------- databases
@@ -631,6 +730,32 @@ def floor_table(db_url: str) -> None:
             conn.execute(floor.PG_DDL)
 
 
+def redis_claim(url: str) -> None:
+    """Flush the bench's Redis db, refusing when another client is connected to it.
+
+    Another consumer on the same db would take the bench's messages (and the
+    flush would drop its own): the e2e tests use db 12, the test fixtures db 9.
+    """
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        me = client.client_id()
+        others = [
+            c for c in client.client_list() if int(c.get("db", -1)) == db and int(c["id"]) != me
+        ]
+        if others:
+            raise SystemExit(
+                f"error: {len(others)} other Redis client(s) use db {db} of {url} "
+                f"(e.g. {others[0].get('addr')}, last command {others[0].get('cmd')}); "
+                "pick a free db with --redis-url redis://127.0.0.1:6379/<n>"
+            )
+        client.flushdb()
+    finally:
+        client.close()
+
+
 def redis_flush(url: str) -> None:
     import redis
 
@@ -643,23 +768,30 @@ def redis_flush(url: str) -> None:
 
 # -------------------------------------------------------------------- main
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--runs", "-k", type=int, default=200, help="runs submitted at once (K)")
     p.add_argument("--steps", "-n", type=int, default=10, help="steps per run (N)")
     p.add_argument(
         "--only",
         action="append",
         choices=("redis", "embedded", "floor"),
-        help="run only these phases (repeatable): redis = hub on Redis+PostgreSQL, "
-        "embedded = hub on SQLite+filesystem, floor = the bare Celery chains",
+        help="run only these (repeatable): redis = hub on Redis + PostgreSQL, "
+        "embedded = hub on SQLite + filesystem broker, floor = the bare Celery chains",
     )
-    p.add_argument("--seq-runs", type=int, default=5, help="runs executed alone, one by one")
+    p.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds per system (median reported)"
+    )
+    p.add_argument("--seq-runs", type=int, default=10, help="runs executed alone, per round")
     p.add_argument("--concurrency", type=int, default=2, help="worker processes (prefork)")
     p.add_argument("--loglevel", default="WARNING", help="worker log level (same for all)")
     p.add_argument("--no-embedded-floor", action="store_true", help="skip the embedded floor")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per wait")
     p.add_argument("--poll-seconds", type=float, default=0.01, help="filesystem broker polling")
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
+    p.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/14",
+        help="a Redis db of its own, flushed before and after (tests use 9 and 12)",
+    )
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--keep-logs", action="store_true", help="keep the workers' logs")
     return p.parse_args(argv)
@@ -670,13 +802,12 @@ def line(name: str, r: Result) -> str:
         return "n/a" if v is None else f"{v:.1f}{unit}"
 
     return (
-        f"{name:<22} {f(r.steps_per_s):>8} steps/s  run p50 {f(r.p50_run_ms, ' ms'):>10} "
-        f"p99 {f(r.p99_run_ms, ' ms'):>10}  step p50 {f(r.p50_step_ms, ' ms'):>8} "
-        f"p99 {f(r.p99_step_ms, ' ms'):>8}  alone {f(r.seq_step_ms, ' ms'):>8}/step  "
-        f"RSS {f(r.worker_rss_mb, ' MB')} (PSS {f(r.worker_pss_mb, ' MB')})  "
-        f"CPU/step worker {f(r.worker_cpu_ms_per_step, ' ms')} db {f(r.db_cpu_ms_per_step, ' ms')} "
-        f"broker {f(r.broker_cpu_ms_per_step, ' ms')}"
-        + (f"  FAILED RUNS {r.failed_runs}" if r.failed_runs else "")
+        f"{name:<26} {f(r.steps_per_s):>6} steps/s | run p50 {f(r.p50_run_ms):>7} "
+        f"p99 {f(r.p99_run_ms):>7} ms | step p50 {f(r.p50_step_ms):>5} p99 {f(r.p99_step_ms):>5} "
+        f"alone {f(r.seq_step_ms):>5} ms | RSS {f(r.worker_rss_mb)} PSS {f(r.worker_pss_mb)} MB | "
+        f"CPU/step worker {f(r.worker_cpu_ms_per_step)} db {f(r.db_cpu_ms_per_step)} "
+        f"broker {f(r.broker_cpu_ms_per_step)} ms"
+        + (f" | FAILED RUNS {r.failed_runs}" if r.failed_runs else "")
     )
 
 
@@ -696,12 +827,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     started = time.monotonic()
+    load_start = os.getloadavg()[0]
     results: dict[str, Result] = {}
     errors: list[str] = []
     log(
         f"bench/engine.py: N={args.steps} steps, K={args.runs} runs at once, "
-        f"{args.seq_runs} runs alone, concurrency {args.concurrency} (prefork), "
-        f"{os.cpu_count()} CPUs, worker log level {args.loglevel}"
+        f"{args.rounds} alternating rounds, {args.seq_runs} runs alone per round, "
+        f"concurrency {args.concurrency} (prefork), {os.cpu_count()} CPUs, "
+        f"worker log level {args.loglevel}, load average {load_start:.2f}"
+    )
+    log(
+        "step = started_at(step i+1) - started_at(step i) in one run; run = last finish - "
+        "submission; alone = p50 step of runs executed one at a time"
     )
     with contextlib.ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="hub-bench-"))
@@ -712,40 +849,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else shutil.rmtree(tmp, ignore_errors=True)
             )
         )
-        need_services = bool(only & {"redis", "floor"})
         pg_url = ""
-        if need_services:
-            redis_flush(args.redis_url)
+        if only & {"redis", "floor"}:
+            redis_claim(args.redis_url)
             stack.callback(redis_flush, args.redis_url)
             dbname = f"hub_bench_{os.getpid()}"
             pg_url = pg_create(args.pg_url, dbname)
             stack.callback(pg_drop, args.pg_url, dbname)
         procs = Procs(tmp)
         stack.callback(procs.stop)
-
-        def phase(key: str, title: str, run: Callable[[], Result]) -> None:
-            log(f"-- {title} ...")
-            try:
-                results[key] = r = run()
-            except PhaseError as exc:
-                errors.append(f"{key}: {exc}")
-                log(f"!! {key} failed: {exc}")
-                return
-            log(line(key, r))
-
         common = {"BENCH_STEPS": str(args.steps)}
+
+        services: list[System] = []
         if "floor" in only:
-            env = base_env(
-                **common,
-                BENCH_FLOOR_BROKER=args.redis_url,
-                BENCH_FLOOR_DB=pg_url,
-            )
-            floor_table(pg_url)
-            phase(
-                "floor",
-                "floor: celery chain, Redis + PostgreSQL",
-                lambda: floor_phase("floor", args, procs, env, pg_url),
-            )
+            env = base_env(**common, BENCH_FLOOR_BROKER=args.redis_url, BENCH_FLOOR_DB=pg_url)
+            services.append(Floor("floor", args, procs, env, pg_url))
         if "redis" in only:
             env = base_env(
                 **common,
@@ -754,11 +872,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 HUB_BROKER_URL=args.redis_url,
                 HUB_FLOWS="bench.flows_bench",
             )
-            phase(
-                "hub",
-                "hub: Redis + PostgreSQL",
-                lambda: hub_phase("hub", args, procs, env),
-            )
+            services.append(HubSystem("hub", args, procs, env))
+        embedded: list[System] = []
         if "embedded" in only:
             env = base_env(
                 **common,
@@ -766,28 +881,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 HUB_FLOWS="bench.flows_bench",
                 HUB_BROKER_POLL_SECONDS=str(args.poll_seconds),
             )
-            phase(
-                "embedded",
-                "hub: embedded (SQLite + filesystem broker)",
-                lambda: hub_phase("embedded", args, procs, env),
-            )
+            embedded.append(HubSystem("embedded", args, procs, env))
         if "floor" in only and not args.no_embedded_floor:
-            db = f"sqlite:///{tmp / 'floor.db'}"
             env = base_env(
                 **common,
                 BENCH_FLOOR_BROKER="benchfs://",  # filesystem transport, atomic put
                 BENCH_FLOOR_FOLDER=str(tmp / "floor-broker"),
                 BENCH_FLOOR_POLL=str(args.poll_seconds),
-                BENCH_FLOOR_DB=db,
+                BENCH_FLOOR_DB=f"sqlite:///{tmp / 'floor.db'}",
             )
-            floor_table(db)
-            phase(
-                "embedded_floor",
-                "floor: celery chain, embedded (SQLite + filesystem broker)",
-                lambda: floor_phase("embedded_floor", args, procs, env, db),
+            embedded.append(
+                Floor("embedded_floor", args, procs, env, f"sqlite:///{tmp / 'floor.db'}")
             )
 
+        for title, group in (
+            ("Redis + PostgreSQL", services),
+            ("embedded: SQLite + filesystem broker", embedded),
+        ):
+            try:
+                compare(title, group, args.rounds, results)
+            except PhaseError as exc:
+                errors.append(f"{title}: {exc}")
+                log(f"!! {title} failed: {exc}")
+
     figures = summarize(args, results, errors, time.monotonic() - started)
+    figures["load_avg_1m_start"] = round(load_start, 2)
+    figures["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     log(json.dumps(figures))
     return 1 if errors else 0
 
@@ -795,8 +914,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def summarize(
     args: argparse.Namespace, results: dict[str, Result], errors: list[str], wall: float
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {"n_steps": args.steps, "k_runs": args.runs, "seq_runs": args.seq_runs}
-    out["concurrency"] = args.concurrency
+    out: dict[str, Any] = {
+        "n_steps": args.steps,
+        "k_runs": args.runs,
+        "rounds": args.rounds,
+        "seq_runs_per_round": args.seq_runs,
+        "concurrency": args.concurrency,
+    }
     for key, r in results.items():
         out.update(
             {
@@ -813,12 +937,11 @@ def summarize(
                 f"{key}_db_cpu_ms_per_step": rnd(r.db_cpu_ms_per_step),
                 f"{key}_broker_cpu_ms_per_step": rnd(r.broker_cpu_ms_per_step),
                 f"{key}_throughput_wall_s": rnd(r.throughput_wall_s),
+                f"{key}_submit_ms_per_run": rnd(r.submit_ms_per_run),
             }
         )
         if key in ("hub", "embedded"):
             out[f"{key}_failed_runs"] = r.failed_runs
-        for name, value in r.extra.items():
-            out[f"{key}_{name}"] = rnd(value)
     out["step_ms_definition"] = "started_at(step i+1) - started_at(step i), same run"
 
     def ratio(a: str, b: str) -> float | None:

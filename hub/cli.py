@@ -99,11 +99,20 @@ def _print_run(run: dict[str, Any]) -> None:
     width = max((len(s["key"]) for s in run["steps"]), default=4)
     for s in run["steps"]:
         dur = f"{s['duration_ms']:>8} ms" if s["duration_ms"] is not None else " " * 11
-        typer.echo(f"  {s['key']:<{width}}  {s['status']:<12} {dur}  x{s['attempts']}")
+        by = f"  by {s['completed_by']}" if s.get("completed_by") else ""
+        typer.echo(f"  {s['key']:<{width}}  {s['status']:<12} {dur}  x{s['attempts']}{by}")
+        pad = " " * width
         if s["status"] in ("succeeded", "skipped") and s["output"] is not None:
-            typer.echo(f"  {'':<{width}}  -> {json.dumps(s['output'])[:200]}")
+            typer.echo(f"  {pad}  -> {json.dumps(s['output'])[:200]}")
         if s.get("error") and s["status"] not in ("succeeded",):
-            typer.echo(f"  {'':<{width}}  !! {s['error'][:300]}")
+            typer.echo(f"  {pad}  !! {_line(s['error'])}")
+        for a in s.get("attempt_log", []):
+            took = f"{a['duration_ms']} ms" if a["duration_ms"] is not None else "-"
+            kind = f" ({a['error_kind']})" if a["error_kind"] else ""
+            typer.echo(
+                f"  {pad}  attempt {a['number']}: {a['status']}{kind}, {took}, "
+                f"started {a['started_at']} on {a['worker']}"
+            )
     for r in run.get("reviews", []):
         if r["status"] == "open":
             typer.echo(
@@ -142,7 +151,7 @@ def _line(text: str, limit: int = 300) -> str:
 def _describe(hub: Any, run_id: str, attempts: bool = False) -> dict[str, Any]:
     from hub.views import describe_run
 
-    with hub.store.transaction() as s:
+    with hub.store.read() as s:
         return describe_run(s, run_id, attempts=attempts)
 
 
@@ -220,7 +229,7 @@ def runs_list(
     if status is not None and status not in STATUSES:
         fail(f"unknown status {status!r}; statuses are {', '.join(STATUSES)}", 2)
     hub = _hub()
-    with hub.store.transaction() as s:
+    with hub.store.read() as s:
         rows = list_runs(s, limit=limit, flow=flow, status=status)
     if as_json:
         typer.echo(json.dumps(rows))
@@ -333,7 +342,14 @@ def runs_abort(
 
 
 def _user() -> str:
-    return f"cli:{os.environ.get('USER') or os.environ.get('USERNAME') or 'unknown'}"
+    """``cli:<login name>``, recorded as who acted when --by is not given."""
+    import getpass
+
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no login name, e.g. a uid without a passwd entry
+        name = "unknown"
+    return f"cli:{name}"
 
 
 @app.command()

@@ -11,14 +11,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hub import models as m
 from hub.errors import RunStateError
-from hub.flow import Step
+from hub.flow import Node, Step, validate
 from hub.models import Attempt, ReviewItem, Run
-from hub.runs import Dispatch, advance, event, lock_run, pause
+from hub.runs import Dispatch, advance, event, form_model, lock_run, pause
 
 if TYPE_CHECKING:
     from hub.engine import Engine
@@ -110,6 +111,19 @@ def waiting_step(s: Session, run: Run, key: str | None) -> m.Step:
     return rows[0]
 
 
+def _node_of(engine: Engine, run: Run, row: m.Step) -> Node:
+    """The flow node a paused row runs; ``RunStateError`` if the deployed flow lost it."""
+    from hub.engine import executable
+
+    flow = engine.registry.get(run.flow)
+    if row.node not in flow.nodes:
+        raise RunStateError(
+            f"flow {run.flow!r} has no node {row.node!r} any more (it changed since step "
+            f"{row.key!r} paused); abort the run, or deploy the flow with that step again"
+        )
+    return executable(flow, row.node, row.item)
+
+
 def _resolve(
     s: Session,
     run: Run,
@@ -139,12 +153,10 @@ def resume(
     engine: Engine, s: Session, run_id: str, *, step: str | None, input: Any, by: str | None
 ) -> list[Dispatch]:
     """Retry the paused step, with a fresh set of retries and optionally an edited input."""
-    from hub.engine import executable
-
     now = engine.clock()
     run = lock_run(s, run_id)
     row = waiting_step(s, run, step)
-    node = executable(engine.registry.get(run.flow), row.node, row.item)
+    node = _node_of(engine, run, row)
     resolution = "retried"
     if input is not None:
         if isinstance(node, Step):
@@ -178,6 +190,7 @@ def skip(
     now = engine.clock()
     run = lock_run(s, run_id)
     row = waiting_step(s, run, step)
+    _node_of(engine, run, row)
     row.status, row.output, row.finished_at, row.completed_by = m.STEP_SKIPPED, row.input, now, by
     _resolve(s, run, row, "skipped", by, reason, now)
     event(s, run.id, "step.skipped", now, step_id=row.id, actor=by, data={"reason": reason})
@@ -188,18 +201,31 @@ def skip(
 def complete(
     engine: Engine, s: Session, run_id: str, *, step: str | None, output: Any, by: str | None
 ) -> list[Dispatch]:
-    """Finish the paused step by hand with ``output`` (validated against its output model)."""
-    from hub.engine import executable
+    """Finish the paused step by hand with ``output``.
 
+    ``output`` is validated against the step's output model, or, when the
+    step asked a question with ``NeedsReview(form=Model)``, against that form:
+    the reviewer's answer is what the step returns.
+    """
     now = engine.clock()
     run = lock_run(s, run_id)
     row = waiting_step(s, run, step)
-    node = executable(engine.registry.get(run.flow), row.node, row.item)
+    node = _node_of(engine, run, row)
     if not isinstance(node, Step):
         raise RunStateError(
             f"step {row.key!r} is a {node.kind}; only a plain step can be completed by hand"
         )
-    output = node.dump_output(output)
+    item = s.scalar(
+        select(ReviewItem).where(ReviewItem.step_id == row.id, ReviewItem.status == "open")
+    )
+    form = form_model(item.form_schema) if item is not None else None
+    if form is not None:
+        adapter: TypeAdapter[Any] = TypeAdapter(form)
+        output = adapter.dump_python(
+            validate(adapter, output, f"answer to step {row.key!r}"), mode="json"
+        )
+    else:
+        output = node.dump_output(output)
     row.status, row.output, row.finished_at, row.completed_by = m.STEP_SUCCEEDED, output, now, by
     _resolve(s, run, row, "completed", by, None, now)
     event(

@@ -371,7 +371,7 @@ class Engine:
 
     def _context(self, flow: Flow, step: Step, claim: Claim) -> StepContext:
         def outputs(key: str) -> Any:
-            with self.store.transaction() as s:
+            with self.store.read() as s:
                 row = s.execute(
                     select(m.Step.output, m.Step.status).where(
                         m.Step.run_id == claim.run_id, m.Step.key == key
@@ -404,7 +404,7 @@ class Engine:
 
         now = self.clock()
         lost = 0
-        with self.store.transaction() as s:
+        with self.store.read() as s:
             expired = s.scalars(
                 select(m.Step.id)
                 .where(m.Step.status == m.STEP_RUNNING, m.Step.lease_expires_at < now)

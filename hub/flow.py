@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from hub.errors import FlowDefinitionError, InvalidInput
 
@@ -134,10 +135,10 @@ class Step(Node):
 
     def validate_input(self, data: Any) -> Any:
         """Validate JSON-like ``data`` against the input model; raise ``InvalidInput``."""
-        return _validate(self.input_adapter, data, f"input of step {self.name!r}")
+        return validate(self.input_adapter, data, f"input of step {self.name!r}")
 
     def validate_output(self, data: Any) -> Any:
-        return _validate(self.output_adapter, data, f"output of step {self.name!r}")
+        return validate(self.output_adapter, data, f"output of step {self.name!r}")
 
     def dump_output(self, value: Any) -> Any:
         """Turn what the step returned into JSON, validating it against the annotation."""
@@ -177,7 +178,7 @@ def _number(options: dict[str, Any], key: str, default: Any, cast: type, fn: Any
     return cast(value)
 
 
-def _validate(adapter: TypeAdapter[Any], data: Any, what: str) -> Any:
+def validate(adapter: TypeAdapter[Any], data: Any, what: str) -> Any:
     try:
         return adapter.validate_python(data)
     except ValidationError as exc:
@@ -419,7 +420,10 @@ class Flow:
         """Check a run's input against the first step's model; raise ``InvalidInput``."""
         entry = self.entry_step()
         if entry is None:
-            return data
+            try:
+                return to_jsonable_python(data)
+            except PydanticSerializationError as exc:
+                raise InvalidInput(f"flow {self.name!r}: input is not JSON: {exc}") from None
         try:
             value = entry.validate_input(data)
         except InvalidInput as exc:

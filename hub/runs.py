@@ -371,11 +371,7 @@ def fail(engine: Engine, s: Session, claim: Claim, exc: BaseException) -> Outcom
         row.dispatched_at = None
         return Outcome()
     form = exc.form if isinstance(exc, NeedsReview) else None
-    schema = (
-        form.model_json_schema()
-        if form is not None and hasattr(form, "model_json_schema")
-        else None
-    )
+    schema = form_schema(form) if form is not None else None
     pause(
         s,
         run,
@@ -387,6 +383,35 @@ def fail(engine: Engine, s: Session, claim: Claim, exc: BaseException) -> Outcom
         form=schema,
     )
     return Outcome()
+
+
+FORM_REF = "x-hub-form"
+
+
+def form_schema(form: Any) -> dict[str, Any]:
+    """The JSON schema of a ``NeedsReview`` form, with where to import the model from."""
+    from pydantic import TypeAdapter
+
+    schema: dict[str, Any] = TypeAdapter(form).json_schema()
+    schema[FORM_REF] = f"{form.__module__}:{form.__qualname__}"
+    return schema
+
+
+def form_model(schema: Any) -> Any:
+    """The form model a review item's schema names, or None (no form, or not importable)."""
+    import importlib
+
+    ref = schema.get(FORM_REF) if isinstance(schema, dict) else None
+    if not ref:
+        return None
+    module, _, qualname = ref.partition(":")
+    try:
+        target: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError):
+        return None
+    return target
 
 
 def _qualname(exc: BaseException) -> str:

@@ -37,10 +37,23 @@ class Store:
         self.is_sqlite = url.startswith("sqlite")
         self.engine = _make_engine(url, echo=echo)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(
+            self.engine.execution_options(hub_read=True), expire_on_commit=False
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         with self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A transaction for reads only: on SQLite it takes no write lock.
+
+        Pages, the CLI and status polling use it, so they never queue behind
+        (or hold up) a worker's write.
+        """
+        with self._readers() as session, session.begin():
             yield session
 
     def run(self, work: Callable[[Session], T], *, attempts: int = 5) -> T:
@@ -139,7 +152,8 @@ def _make_engine(url: str, *, echo: bool) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = conn.get_execution_options().get("hub_read")
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)

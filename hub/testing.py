@@ -84,7 +84,7 @@ class LocalHub:
         raise RuntimeError(f"drain: still busy after {limit} messages (a loop?)")
 
     def run(self, run_id: str, *, attempts: bool = False) -> dict[str, Any]:
-        with self.store.transaction() as s:
+        with self.store.read() as s:
             return describe_run(s, run_id, attempts=attempts)
 
     def close(self) -> None:

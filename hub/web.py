@@ -10,6 +10,8 @@ import json
 from typing import Any
 
 from fastapi import Body, FastAPI, Header, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from hub.errors import (
@@ -46,6 +48,15 @@ def create_app(hub: Any) -> FastAPI:
             body["errors"] = json.loads(json.dumps(exc.errors, default=str))
         return JSONResponse(body, status_code=status)
 
+    @app.exception_handler(RequestValidationError)
+    async def request_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        # the same shape as InvalidInput, so clients read one kind of 422
+        errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        body = {"error": "InvalidRequest", "detail": f"{where}: {first['msg']}", "errors": errors}
+        return JSONResponse(jsonable_encoder(body), status_code=422)
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         """200 when the database answers and has the hub's tables, else 503."""
@@ -55,7 +66,7 @@ def create_app(hub: Any) -> FastAPI:
         from hub.models import Run
 
         try:
-            with hub.store.transaction() as s:
+            with hub.store.read() as s:
                 s.execute(select(Run.id).limit(1))
         except SQLAlchemyError as exc:
             raise HTTPException(
@@ -95,12 +106,12 @@ def create_app(hub: Any) -> FastAPI:
         status: str | None = None,
         limit: int = Query(50, ge=1, le=500),
     ) -> Any:
-        with hub.store.transaction() as s:
+        with hub.store.read() as s:
             return list_runs(s, limit=limit, flow=flow, status=status)
 
     @app.get("/api/runs/{run_id}")
     def api_run(run_id: str) -> Any:
-        with hub.store.transaction() as s:
+        with hub.store.read() as s:
             return describe_run(s, run_id, attempts=True)
 
     @app.post("/api/runs/{run_id}/{action}")
@@ -119,12 +130,12 @@ def create_app(hub: Any) -> FastAPI:
             engine.complete(run_id, body.get("output"), step=body.get("step"), by=by)
         else:
             raise HTTPException(404, f"unknown action {action!r}; actions are {', '.join(ACTIONS)}")
-        with hub.store.transaction() as s:
+        with hub.store.read() as s:
             return describe_run(s, run_id)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
-        with hub.store.transaction() as s:
+        with hub.store.read() as s:
             rows = list_runs(s, limit=100)
         body = "".join(
             f"<tr><td><a href='/api/runs/{r['id']}'>{r['id']}</a></td>"

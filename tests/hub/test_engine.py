@@ -888,7 +888,9 @@ def test_needs_review_with_a_form_stores_the_form_schema(local_hub: LocalHubFact
 
     (review,) = reviews_of(hub, run_id)
     assert (review.reason, review.message) == ("question", "approve 900 units?")
-    assert review.form_schema == Approval.model_json_schema()
+    schema = dict(review.form_schema)
+    assert schema.pop("x-hub-form") == f"{Approval.__module__}:{Approval.__qualname__}"
+    assert schema == Approval.model_json_schema()
     assert len(attempts_of(hub, review.step_id)) == 1
 
 
@@ -1540,3 +1542,21 @@ def test_cancelling_a_child_run_pauses_the_parents_node_for_review(
         hub.engine.complete(run_id, "archived by hand", by="ops")
     assert "'archive_it' is a subflow" in str(err.value)
     assert run_row(hub, run_id).status == "needs_review"
+
+
+def test_a_run_input_for_a_flow_without_an_entry_step_is_stored_as_json(
+    local_hub: LocalHubFactory,
+) -> None:
+    @step
+    def book(data: date) -> str:
+        return f"booked {data:%d.%m.}"
+
+    hub = local_hub([Flow("shipping", [ForEach(book)])])
+    run_id = hub.start("shipping", [date(2025, 3, 30)])  # e.g. a schedule's input function
+    hub.drain()
+    assert run_row(hub, run_id).input == ["2025-03-30"]
+    assert run_row(hub, run_id).output == ["booked 30.03."]
+    with pytest.raises(InvalidInput) as err:
+        hub.start("shipping", [object()])
+    assert "flow 'shipping'" in str(err.value)
+    assert len(rows(hub, m.Run)) == 1

@@ -8,8 +8,11 @@ are read from SQL.
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +23,11 @@ from sqlalchemy import func, select
 from hub.engine import Engine
 from hub.models import Attempt
 from hub.registry import Registry
+from tests.conftest import need
 from tests.sandbox import RecordsServer
-from tests.support import Harness, kill9, wait_until
-from tests.support.harness import FLOWS
+from tests.support import Harness, RedisServer, kill9, wait_until
+from tests.support.harness import FLOWS, own_redis_db
+from tests.support.redis_server import redis_server_binary
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +53,7 @@ def make(
             h = Harness(folder, sandbox, settings=settings)
         else:
             pg_url = request.getfixturevalue("pg_url")
-            broker = broker_url or request.getfixturevalue("redis_url")
+            broker = broker_url or own_redis_db(request.getfixturevalue("redis_url"))
             h = Harness(folder, sandbox, database_url=pg_url, broker_url=broker, settings=settings)
         made.append(h)
         return h
@@ -172,7 +177,10 @@ def test_5_a_step_committed_but_never_published_is_published_by_the_reconciler(
     engine.execute(lost[0][0])
     assert len(lost) == 2, lost
     before = harness.view(run_id)
-    assert [(s["key"], s["status"]) for s in before["steps"]] == [("a", "succeeded"), ("b", "ready")]
+    assert [(s["key"], s["status"]) for s in before["steps"]] == [
+        ("a", "succeeded"),
+        ("b", "ready"),
+    ]
 
     harness.procs.worker(concurrency=2)
     harness.procs.scheduler()
@@ -303,3 +311,141 @@ def test_11_a_retry_wait_longer_than_the_visibility_timeout_runs_once_when_due(
     # the wait lived in SQL, not in an ETA message the broker handed out again and again
     received = re.findall(r"Task hub\.step\[([0-9a-f-]+)\] received", worker.log())
     assert len(received) == len(set(received)), worker.tail()
+
+
+# ------------------------------------------------------------------ item 8
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, without persistence, to kill and restart."""
+    if redis_server_binary() is None:
+        need("redis-server", "not installed; apt-get install redis-server")
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_8_redis_killed_and_restarted_empty_mid_run_every_run_finishes_with_effects_once(
+    make: Callable[..., Harness], private_redis: RedisServer
+) -> None:
+    h = make("redis+postgres", broker_url=private_redis.url)
+    worker = h.procs.worker(concurrency=2)
+    scheduler = h.procs.scheduler()
+    runs = [h.start(f"r{i}", behave={"b": {"sleep": 1.0}}) for i in range(6)]
+
+    def busy_with_some_queued() -> bool:
+        states = [h.view(r)["status"] for r in runs]
+        return states.count("running") >= 1 and states.count("queued") >= 2
+
+    wait_until(busy_with_some_queued, 15, "a run inside b and two still queued", h.diagnostics)
+    private_redis.kill()  # every queued message is gone with it
+    time.sleep(1.0)
+    private_redis.start()
+
+    views = h.wait_all(runs, timeout=60)
+
+    for view in views:
+        h.assert_effects_once(view["id"])
+    assert worker.running() and scheduler.running()
+
+
+# ----------------------------------------------------------------- item 15
+def test_15_status_is_read_from_sql_and_redis_keeps_no_celery_results(
+    make: Callable[..., Harness],
+) -> None:
+    import redis
+
+    h = make("redis+postgres")
+    h.procs.worker(concurrency=2)
+    runs = [h.start(name) for name in ("ada", "grace", "alan")]
+    h.wait_all(runs, timeout=30)
+
+    client = redis.Redis.from_url(h.settings.broker)
+    try:
+        assert list(client.scan_iter("celery-task-meta-*")) == []
+        client.flushdb()  # whatever Celery kept is gone, as after results expire
+    finally:
+        client.close()
+
+    for run_id in runs:
+        shown = h.procs.cli("runs", "show", run_id, "--json")
+        assert shown.returncode == 0, shown.stderr
+        view = json.loads(shown.stdout)
+        assert view["status"] == "succeeded"
+        assert [s["status"] for s in view["steps"]] == ["succeeded"] * 3
+        assert view["output"] == h.view(run_id)["output"]
+
+
+# ----------------------------------------------------------------- item 17
+def test_17_sqlite_with_two_workers_and_concurrent_api_and_cli_writes_never_locks(
+    make: Callable[..., Harness],
+) -> None:
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    from hub.web import create_app
+
+    with warnings.catch_warnings():  # Starlette wants httpx2 for its test client; httpx works
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from fastapi.testclient import TestClient
+
+    h = make("embedded", HUB_LEASE_SECONDS="10")
+    workers = [h.procs.worker(concurrency=2) for _ in range(2)]
+    h.procs.scheduler()
+    app = create_app(h.hub)
+    started: list[str] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def api_writer(n: int) -> None:
+        with TestClient(app) as client:
+            for i in range(6):
+                try:
+                    res = client.post("/api/flows/chain/runs", json={"name": f"api{n}-{i}"})
+                    if res.status_code != 201:
+                        errors.append(f"api {res.status_code}: {res.text}")
+                        continue
+                    with lock:
+                        started.append(res.json()["id"])
+                    client.get("/api/runs", params={"limit": 20}).raise_for_status()
+                except Exception as exc:
+                    errors.append(f"api: {type(exc).__name__}: {exc}")
+
+    def engine_writer(n: int) -> None:
+        for i in range(6):
+            try:
+                run_id = h.hub.engine.start_run("chain", {"name": f"eng{n}-{i}"}).run_id
+                with lock:
+                    started.append(run_id)
+            except Exception as exc:
+                errors.append(f"engine: {type(exc).__name__}: {exc}")
+
+    def cli_writer(n: int) -> None:
+        for i in range(2):
+            done = h.procs.cli("run", "chain", "--input", json.dumps({"name": f"cli{n}-{i}"}))
+            if done.returncode != 0:
+                errors.append(f"cli {done.returncode}: {done.stderr}")
+                continue
+            with lock:
+                started.append(done.stdout.split()[1])
+
+    threads = [threading.Thread(target=api_writer, args=(n,)) for n in range(3)]
+    threads += [threading.Thread(target=engine_writer, args=(n,)) for n in range(2)]
+    threads += [threading.Thread(target=cli_writer, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == [], errors
+    assert len(started) == 3 * 6 + 2 * 6 + 2 * 2
+
+    views = h.wait_all(started, timeout=90)
+
+    for view in views:
+        for s in view["steps"]:
+            assert [a["status"] for a in s["attempt_log"]] == ["succeeded"], (view["id"], s)
+        h.assert_effects_once(view["id"])
+    for proc in h.procs.started:
+        assert "database is locked" not in proc.log(), proc.tail()
+    assert len({v["id"] for v in views}) == len(views)
+    assert all("] succeeded in" in w.log() for w in workers), "both workers took steps"

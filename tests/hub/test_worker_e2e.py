@@ -15,6 +15,7 @@ import pytest
 
 from tests.sandbox import RecordsServer
 from tests.support import Harness
+from tests.support.harness import own_redis_db
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,7 @@ def harness(
         h = Harness(tmp_path, sandbox)
     else:
         pg_url = request.getfixturevalue("pg_url")
-        redis_url = request.getfixturevalue("redis_url")
+        redis_url = own_redis_db(request.getfixturevalue("redis_url"))
         h = Harness(tmp_path, sandbox, database_url=pg_url, broker_url=redis_url)
     try:
         yield h

@@ -28,6 +28,32 @@ FAST = {
     "HUB_MAX_LOSSES": "3",
 }
 TERMINAL = ("succeeded", "failed", "cancelled")
+E2E_REDIS_DBS = (12, 13, 11, 10, 15)
+
+
+def own_redis_db(redis_url: str) -> str:
+    """A database of the same Redis server that no other client uses, emptied.
+
+    Other test sessions and the benchmarks on this machine flush and consume
+    from their own databases (the fixtures' 9, the bench's 14); a worker test
+    must neither lose its queued messages to them nor take theirs.
+    """
+    import redis
+
+    base = redis_url.rsplit("/", 1)[0]
+    for db in E2E_REDIS_DBS:
+        client = redis.Redis.from_url(f"{base}/{db}", socket_connect_timeout=2)
+        try:
+            me = client.client_id()
+            others = [
+                c for c in client.client_list() if int(c["db"]) == db and int(c["id"]) != me
+            ]
+            if not others:
+                client.flushdb()
+                return f"{base}/{db}"
+        finally:
+            client.close()
+    raise AssertionError(f"every Redis database in {E2E_REDIS_DBS} of {base} has other clients")
 
 
 class Harness:
@@ -76,9 +102,7 @@ class Harness:
         return Hub(self.settings)
 
     # ------------------------------------------------------------------ runs
-    def start(
-        self, name: str = "ada", behave: Mapping[str, Any] | None = None, **kw: Any
-    ) -> str:
+    def start(self, name: str = "ada", behave: Mapping[str, Any] | None = None, **kw: Any) -> str:
         data = {"name": name, "behave": dict(behave or {})}
         return self.hub.engine.start_run("chain", data, **kw).run_id
 

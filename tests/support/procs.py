@@ -8,6 +8,7 @@ Nothing here uses psutil: children are found through ``/proc``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -84,10 +85,8 @@ def is_alive(pid: int) -> bool:
 
 def kill9(pid: int) -> None:
     """``kill -9 pid``; a process already gone is fine."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class HubProcess:
@@ -142,10 +141,8 @@ class HubProcess:
 
     def kill(self) -> None:
         """``kill -9`` the whole process group (main process and children) and reap it."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         try:
             self.popen.wait(10)
         except subprocess.TimeoutExpired:  # pragma: no cover - a kernel problem, say so
@@ -161,10 +158,8 @@ class HubProcess:
         """SIGTERM (a warm shutdown), then ``kill -9`` whatever is left after ``timeout``."""
         if self.running():
             self.popen.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill()
 
     def close(self) -> None:
