@@ -380,6 +380,7 @@ class Result:
     throughput_wall_s: float | None = None
     submit_ms_per_run: float | None = None
     failed_runs: int = 0
+    rounds: int = 1
 
 
 PEAK_FIELDS = ("worker_rss_mb", "worker_pss_mb", "failed_runs")
@@ -392,7 +393,7 @@ def combine(rounds: list[Result]) -> Result:
         values = [getattr(r, name) for r in rounds if getattr(r, name) is not None]
         if not values:
             continue
-        if name == "failed_runs":
+        if name in ("failed_runs", "rounds"):
             setattr(out, name, sum(values))
         elif name in PEAK_FIELDS:
             setattr(out, name, max(values))
@@ -691,11 +692,12 @@ def compare(title: str, systems: list[System], rounds: int, results: dict[str, R
         for s in systems:
             with contextlib.suppress(Exception):
                 s.stop()
-    for s in systems:
-        if s.rounds:
-            results[s.label] = combine(s.rounds)
-            if rounds > 1:
-                log(line(f"{s.label} (median)", results[s.label]))
+        # figures of the rounds that completed, also when a later one failed
+        for s in systems:
+            if s.rounds:
+                results[s.label] = combine(s.rounds)
+                if rounds > 1:
+                    log(line(f"{s.label} ({len(s.rounds)} rounds, median)", results[s.label]))
 
 
 # -------------------------------------------------------------- databases
@@ -825,7 +827,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def on_term(*_: Any) -> None:
         raise KeyboardInterrupt
 
+    # SIGINT too: a shell starts background jobs with SIGINT ignored
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     started = time.monotonic()
     load_start = os.getloadavg()[0]
     results: dict[str, Result] = {}
@@ -940,6 +944,7 @@ def summarize(
                 f"{key}_submit_ms_per_run": rnd(r.submit_ms_per_run),
             }
         )
+        out[f"{key}_rounds_done"] = r.rounds
         if key in ("hub", "embedded"):
             out[f"{key}_failed_runs"] = r.failed_runs
     out["step_ms_definition"] = "started_at(step i+1) - started_at(step i), same run"

@@ -105,6 +105,7 @@ class Claim:
     attempt: int
     run_input: Any
     owner: str
+    parent_id: str | None = None
 
 
 @dataclass
@@ -238,7 +239,7 @@ class Engine:
         here, instead of waiting for its lease to expire. None when there is
         nothing to take over.
         """
-        with self.store.transaction() as s:
+        with self.store.read() as s:
             first = s.execute(
                 select(m.Step.run_id, m.Step.queue).where(m.Step.id == step_id)
             ).first()
@@ -328,6 +329,7 @@ class Engine:
             attempt=row.attempts,
             run_input=run.input,
             owner=owner,
+            parent_id=row.parent_id,
         )
 
     def run_claimed(self, claim: Claim, *, inline: bool = True) -> Outcome:

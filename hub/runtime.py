@@ -47,6 +47,17 @@ class Hub:
     def celery(self) -> Celery:
         return make_celery(self)
 
+    def close(self) -> None:
+        """Close the database pool and let go of the Celery app.
+
+        Broker connections stay in kombu's process-wide pools, which every
+        hub with the same broker URL shares; ``kombu.pools.reset()`` closes them.
+        """
+        if "celery" in self.__dict__:
+            self.celery.close()
+        if "store" in self.__dict__:
+            self.store.engine.dispose()
+
     def publish(self, step_id: str, queue: str, countdown: float | None = None) -> None:
         """Send ``hub.step(step_id)`` to ``queue``; a short ``countdown`` delays it."""
         options: dict[str, Any] = {"queue": queue}
@@ -94,6 +105,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_lost_wait": 1.0,
     }
     if settings.embedded_broker:
+        import hub.brokerfs  # noqa: F401 - registers the hubfs:// transport
+
+        conf["broker_url"] = "hubfs://"
         folder = settings.broker_folder
         for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -128,7 +142,8 @@ def make_celery(hub: Hub) -> Celery:
     app = Celery("hub", set_as_current=False)
     app.conf.update(celery_config(hub.settings))
 
-    @app.task(name="hub.step", bind=True, ignore_result=True)
+    # shared=False: the task belongs to this app (and this Hub) only
+    @app.task(name="hub.step", bind=True, ignore_result=True, shared=False)
     def step_task(self: Any, step_id: str) -> None:
         hub.engine.execute(step_id)
 

@@ -156,4 +156,6 @@ def _make_engine(url: str, *, echo: bool) -> Engine:
             conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # no pre-ping (a round trip per checkout): Store.run retries a connection that died,
+    # and connections are recycled before a server or proxy would drop them idle
+    return create_engine(url, echo=echo, pool_recycle=1800, pool_size=5, max_overflow=10)

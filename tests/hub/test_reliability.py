@@ -31,7 +31,7 @@ from tests.support.redis_server import redis_server_binary
 
 pytestmark = pytest.mark.slow
 
-BACKENDS = ["embedded", "redis+postgres"]
+BACKENDS = ["embedded", pytest.param("redis+postgres", marks=pytest.mark.services)]
 
 
 @pytest.fixture
@@ -236,7 +236,7 @@ def test_14_a_business_error_in_a_middle_step_opens_one_review_and_stops_the_run
     assert (review["step"], review["status"], review["reason"]) == ("b", "open", "business")
     assert "customer 42 is blocked" in review["message"]
     assert harness.sandbox.refs(run_id) == {f"{run_id}/a": 1}
-    with harness.hub.store.transaction() as s:
+    with harness.hub.store.read() as s:
         running = s.scalar(
             select(func.count()).select_from(Attempt).where(Attempt.status == "running")
         )
@@ -274,6 +274,7 @@ def short_visibility(make: Callable[..., Harness]) -> Harness:
     return make("redis+postgres", HUB_VISIBILITY_TIMEOUT="3")
 
 
+@pytest.mark.services
 def test_10_a_step_longer_than_the_visibility_timeout_runs_once(short_visibility: Harness) -> None:
     h = short_visibility
     worker = h.procs.worker(concurrency=2)
@@ -290,6 +291,7 @@ def test_10_a_step_longer_than_the_visibility_timeout_runs_once(short_visibility
     assert worker.log().count("] received") >= 2, worker.tail()
 
 
+@pytest.mark.services
 def test_11_a_retry_wait_longer_than_the_visibility_timeout_runs_once_when_due(
     short_visibility: Harness,
 ) -> None:
@@ -326,6 +328,7 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
+@pytest.mark.services
 def test_8_redis_killed_and_restarted_empty_mid_run_every_run_finishes_with_effects_once(
     make: Callable[..., Harness], private_redis: RedisServer
 ) -> None:
@@ -351,6 +354,7 @@ def test_8_redis_killed_and_restarted_empty_mid_run_every_run_finishes_with_effe
 
 
 # ----------------------------------------------------------------- item 15
+@pytest.mark.services
 def test_15_status_is_read_from_sql_and_redis_keeps_no_celery_results(
     make: Callable[..., Harness],
 ) -> None:

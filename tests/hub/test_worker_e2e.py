@@ -26,7 +26,7 @@ def sandbox() -> Iterator[RecordsServer]:
         yield server
 
 
-@pytest.fixture(params=["embedded", "redis+postgres"])
+@pytest.fixture(params=["embedded", pytest.param("redis+postgres", marks=pytest.mark.services)])
 def harness(
     request: pytest.FixtureRequest, tmp_path: Path, sandbox: RecordsServer
 ) -> Iterator[Harness]:
@@ -76,3 +76,19 @@ def test_cli_reads_the_finished_run_from_sql(harness: Harness) -> None:
     assert stored["status"] == "succeeded"
     assert stored["output"] == view["output"]
     harness.assert_effects_once(view["id"])
+
+
+def test_a_transient_failure_of_the_system_is_retried_with_the_same_key(harness: Harness) -> None:
+    harness.procs.worker(concurrency=1)
+    harness.procs.scheduler()
+    harness.sandbox.fail(1)  # the first call anyone makes gets a 503 and changes nothing
+
+    run_id = harness.start()
+    view = harness.wait_status(run_id, timeout=20)
+
+    (a, b, c) = (step["attempt_log"] for step in view["steps"])
+    assert [x["status"] for x in a] == ["failed", "succeeded"]
+    assert a[0]["error_kind"] == "transient"
+    assert {x["idempotency_key"] for x in a} == {f"{run_id}:a"}
+    assert [len(b), len(c)] == [1, 1]
+    harness.assert_effects_once(run_id)

@@ -13,6 +13,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import kombu.pools
+
 from hub.runtime import Hub
 from hub.settings import Settings
 from hub.store import Store
@@ -45,9 +47,7 @@ def own_redis_db(redis_url: str) -> str:
         client = redis.Redis.from_url(f"{base}/{db}", socket_connect_timeout=2)
         try:
             me = client.client_id()
-            others = [
-                c for c in client.client_list() if int(c["db"]) == db and int(c["id"]) != me
-            ]
+            others = [c for c in client.client_list() if int(c["db"]) == db and int(c["id"]) != me]
             if not others:
                 client.flushdb()
                 return f"{base}/{db}"
@@ -108,7 +108,7 @@ class Harness:
 
     def view(self, run_id: str) -> dict[str, Any]:
         """The run as stored in SQL, with every attempt."""
-        with self.hub.store.transaction() as s:
+        with self.hub.store.read() as s:
             return describe_run(s, run_id, attempts=True)
 
     def step(self, run_id: str, key: str) -> dict[str, Any] | None:
@@ -191,6 +191,5 @@ class Harness:
         finally:
             print(self.procs.logs())  # shown by pytest when the test failed
             if "hub" in self.__dict__:
-                if "celery" in self.hub.__dict__:
-                    self.hub.celery.close()
-                self.hub.store.engine.dispose()
+                self.hub.close()
+                kombu.pools.reset()  # the broker connections this process opened
