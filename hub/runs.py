@@ -209,13 +209,21 @@ _steps = cast(Table, m.Step.__table__)
 _attempts = cast(Table, Attempt.__table__)
 _runs = cast(Table, Run.__table__)
 # Built once: the hot path only binds values (building statements costs more than running them).
-_LOCK_RUN = select(_runs.c.status).where(_runs.c.id == bindparam("b_run")).with_for_update()
+# the run row is locked (so a cancel or a reviewer's action waits for this commit) in
+# the same statement that checks the lease and stores the output
+_ACTIVE_RUN = (
+    select(_runs.c.id)
+    .where(_runs.c.id == bindparam("b_run"), _runs.c.status.in_(m.RUN_ACTIVE))
+    .with_for_update()
+    .cte("active_run")
+)
 _STEP_DONE = (
     update(_steps)
     .where(
         _steps.c.id == bindparam("b_step"),
         _steps.c.status == m.STEP_RUNNING,
         _steps.c.lease_owner == bindparam("b_owner"),
+        _steps.c.run_id.in_(select(_ACTIVE_RUN.c.id)),
     )
     .values(
         status=m.STEP_SUCCEEDED,
@@ -252,12 +260,15 @@ def _succeed_in_sequence(
     if not isinstance(nxt, Step):
         return None
     conn = s.connection()
-    status = conn.execute(_LOCK_RUN, {"b_run": claim.run_id}).scalar_one_or_none()
-    if status not in m.RUN_ACTIVE:
-        return None
     done = conn.execute(
         _STEP_DONE,
-        {"b_step": claim.step_id, "b_owner": claim.owner, "b_output": output, "b_now": now},
+        {
+            "b_run": claim.run_id,
+            "b_step": claim.step_id,
+            "b_owner": claim.owner,
+            "b_output": output,
+            "b_now": now,
+        },
     )
     if not done.rowcount:
         return None
