@@ -211,11 +211,11 @@ _runs = cast(Table, Run.__table__)
 # Built once: the hot path only binds values (building statements costs more than running them).
 # the run row is locked (so a cancel or a reviewer's action waits for this commit) in
 # the same statement that checks the lease and stores the output
+# (a sub-select, not a CTE: sqlite3 reports no rowcount for a statement starting WITH)
 _ACTIVE_RUN = (
     select(_runs.c.id)
     .where(_runs.c.id == bindparam("b_run"), _runs.c.status.in_(m.RUN_ACTIVE))
     .with_for_update()
-    .cte("active_run")
 )
 _STEP_DONE = (
     update(_steps)
@@ -223,7 +223,7 @@ _STEP_DONE = (
         _steps.c.id == bindparam("b_step"),
         _steps.c.status == m.STEP_RUNNING,
         _steps.c.lease_owner == bindparam("b_owner"),
-        _steps.c.run_id.in_(select(_ACTIVE_RUN.c.id)),
+        _steps.c.run_id.in_(_ACTIVE_RUN),
     )
     .values(
         status=m.STEP_SUCCEEDED,
