@@ -14,8 +14,8 @@ Redis + PostgreSQL
 embedded (no broker URL, no database URL)
   - embedded: the hub on SQLite + Celery's filesystem transport (temporary ``HUB_HOME``);
   - embedded_floor: the floor on the filesystem transport + SQLite (WAL); its
-    put is made atomic (``benchfs://``, see ``bench/floor.py``) because the stock
-    one lets a consumer read an empty message file and kill the worker.
+    broker is the hub's own ``hubfs://`` transport (atomic hand-over; the stock
+    one lets a consumer read an empty message file and kill the worker).
 
 Within a group both workers are started and warmed up, then ``--rounds`` rounds
 alternate between them (A B A B ...; the idle one blocks on its broker), so a
@@ -889,7 +889,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "floor" in only and not args.no_embedded_floor:
             env = base_env(
                 **common,
-                BENCH_FLOOR_BROKER="benchfs://",  # filesystem transport, atomic put
+                BENCH_FLOOR_BROKER="hubfs://",  # the hub's filesystem transport
                 BENCH_FLOOR_FOLDER=str(tmp / "floor-broker"),
                 BENCH_FLOOR_POLL=str(args.poll_seconds),
                 BENCH_FLOOR_DB=f"sqlite:///{tmp / 'floor.db'}",

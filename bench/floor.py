@@ -3,19 +3,16 @@
 Used by ``bench/engine.py`` both as a client (to send chains) and as a worker
 (``celery -A bench.floor:app worker``). Configured from the environment:
 
-- ``BENCH_FLOOR_BROKER``: ``redis://...`` or ``benchfs://`` (see below)
+- ``BENCH_FLOOR_BROKER``: ``redis://...`` or ``hubfs://`` (see below)
 - ``BENCH_FLOOR_FOLDER``: the filesystem transport's folder (embedded only)
 - ``BENCH_FLOOR_POLL``: filesystem polling interval in seconds (default 0.01)
 - ``BENCH_FLOOR_DB``: ``postgresql://...`` (psycopg) or ``sqlite:///path``
 
 Same worker settings as the hub: json only, acks_late, prefetch 1, results ignored.
 
-``benchfs://`` is kombu's filesystem transport with one fix: a message file is
-written under a temporary name and renamed into the queue folder. The stock
-``_put`` creates the file, then locks and writes it, while ``_get`` renames and
-reads files without looking at the lock; a consumer can read an empty file and
-the worker dies on ``JSONDecodeError`` (kombu issue #1551 shows the symptom).
-Under the floor's 2,000 messages it happened in the first runs of this bench.
+``hubfs://`` is the hub's own embedded transport (``hub/brokerfs.py``): kombu's
+filesystem transport with atomic hand-over, so both sides of the embedded
+comparison use the same broker code.
 """
 
 from __future__ import annotations
@@ -23,13 +20,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from kombu.transport import TRANSPORT_ALIASES, filesystem
-from kombu.utils.json import dumps
+
+import hub.brokerfs  # noqa: F401 - registers hubfs://
 
 QUEUE = "bench_floor"
 TASK = "bench.floor.step"
@@ -40,24 +36,6 @@ PG_DDL = """CREATE TABLE IF NOT EXISTS floor_steps (
 SQLITE_DDL = """CREATE TABLE IF NOT EXISTS floor_steps (
     id integer PRIMARY KEY AUTOINCREMENT, phase text NOT NULL, run_id text NOT NULL,
     i integer NOT NULL, started real NOT NULL, finished real NOT NULL)"""
-
-
-class AtomicChannel(filesystem.Channel):
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
-        name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
-        final = os.path.join(self.data_folder_out, name)
-        # a leading dot: _get skips names that are not "<stamp>.<queue>.msg"
-        temp = os.path.join(self.data_folder_out, f".{name}.tmp")
-        with open(temp, "wb") as fh:
-            fh.write(dumps(payload).encode())
-        os.rename(temp, final)
-
-
-class AtomicTransport(filesystem.Transport):
-    Channel = AtomicChannel
-
-
-TRANSPORT_ALIASES["benchfs"] = "bench.floor:AtomicTransport"
 
 
 def config(broker: str, folder: str | None = None, poll: float = 0.01) -> dict[str, Any]:
@@ -75,14 +53,15 @@ def config(broker: str, folder: str | None = None, poll: float = 0.01) -> dict[s
         "worker_send_task_events": False,
         "broker_connection_retry_on_startup": True,
     }
-    if broker.startswith(("filesystem://", "benchfs://")):
+    if broker.startswith(("filesystem://", "hubfs://")):
         assert folder, "BENCH_FLOOR_FOLDER is needed with the filesystem transport"
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             Path(folder, sub).mkdir(parents=True, exist_ok=True)
         conf["broker_transport_options"] = {
             "data_folder_in": str(Path(folder, "queue")),
             "data_folder_out": str(Path(folder, "queue")),
             "processed_folder": str(Path(folder, "processed")),
+            "control_folder": str(Path(folder, "control")),
             "store_processed": False,
             "polling_interval": poll,
         }

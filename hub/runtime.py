@@ -82,7 +82,7 @@ def broker_safe(settings: Settings) -> Settings:
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """The Celery settings the hub runs with, and why (see docs/operations.md)."""
+    """The Celery settings the hub runs with; docs/operations.md says why."""
     conf: dict[str, Any] = {
         "broker_url": settings.broker,
         "task_serializer": "json",

@@ -343,14 +343,16 @@ def test_8_redis_killed_and_restarted_empty_mid_run_every_run_finishes_with_effe
 
     wait_until(busy_with_some_queued, 15, "a run inside b and two still queued", h.diagnostics)
     private_redis.kill()  # every queued message is gone with it
-    time.sleep(1.0)
+    time.sleep(2.5)  # the running steps finish meanwhile; their acks and publishes fail
     private_redis.start()
 
     views = h.wait_all(runs, timeout=60)
 
     for view in views:
         h.assert_effects_once(view["id"])
+    # the same worker reconnected by itself; the reconciler re-published from SQL
     assert worker.running() and scheduler.running()
+    assert "'published': " in scheduler.log(), scheduler.tail()
 
 
 # ----------------------------------------------------------------- item 15
