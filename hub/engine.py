@@ -400,7 +400,8 @@ class Engine:
         """Reconcile: free expired leases, publish due steps whose message is missing.
 
         Safe to run from several schedulers at once: a duplicate publish is
-        ignored by the lease. Returns counts for logs and tests.
+        ignored by the lease. Returns counts for logs and tests: ``lost``,
+        the expired leases found; ``published``, the steps handed to workers.
         """
         from hub.runs import recover_lost
 
