@@ -11,14 +11,12 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from hub import Branch, BusinessError, Flow, ForEach, Parallel, SubFlow, TransientError, step
 from hub import models as m
 from hub.errors import InvalidInput, RunNotFound, RunStateError
 from hub.testing import LocalHub
-
-LocalHubFactory = Callable[..., LocalHub]
+from tests.hub.rows import LocalHubFactory, events, reviews_of, rows, run_row, step_row
 
 
 class Order(BaseModel):
@@ -32,33 +30,6 @@ class Priced(BaseModel):
 
 
 # --------------------------------------------------------------------- helpers
-def rows(hub: LocalHub, model: Any, **where: Any) -> list[Any]:
-    with hub.store.transaction() as s:
-        q = select(model)
-        for column, value in where.items():
-            q = q.where(getattr(model, column) == value)
-        return list(s.scalars(q).all())
-
-
-def run_row(hub: LocalHub, run_id: str) -> m.Run:
-    (run,) = rows(hub, m.Run, id=run_id)
-    return run
-
-
-def step_row(hub: LocalHub, run_id: str, key: str) -> m.Step:
-    (row,) = rows(hub, m.Step, run_id=run_id, key=key)
-    return row
-
-
-def reviews_of(hub: LocalHub, run_id: str) -> list[m.ReviewItem]:
-    return sorted(rows(hub, m.ReviewItem, run_id=run_id), key=lambda r: r.created_at)
-
-
-def events(hub: LocalHub, run_id: str, kind: str | None = None) -> list[m.Event]:
-    found = sorted(rows(hub, m.Event, run_id=run_id), key=lambda e: e.id)
-    return [e for e in found if kind is None or e.kind == kind]
-
-
 def snapshot(hub: LocalHub, run_id: str) -> dict[str, Any]:
     """Everything an action may change, to prove a refused action changed nothing."""
     return {

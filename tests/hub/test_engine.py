@@ -11,13 +11,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from hub import (
     Branch,
@@ -36,8 +35,16 @@ from hub import models as m
 from hub.errors import FlowNotFound, IdempotencyConflict, InvalidInput, RunStateError
 from hub.settings import Settings
 from hub.testing import LocalHub
-
-LocalHubFactory = Callable[..., LocalHub]
+from tests.hub.rows import (
+    LocalHubFactory,
+    attempts_of,
+    event_kinds,
+    reviews_of,
+    rows,
+    run_row,
+    step_row,
+    step_rows,
+)
 
 
 # ---------------------------------------------------------------------- models
@@ -72,41 +79,6 @@ class Approval(BaseModel):
 
 
 # --------------------------------------------------------------------- helpers
-def rows(hub: LocalHub, model: Any, **where: Any) -> list[Any]:
-    """Stored rows of ``model`` matching ``where`` (column == value)."""
-    with hub.store.transaction() as s:
-        q = select(model)
-        for column, value in where.items():
-            q = q.where(getattr(model, column) == value)
-        return list(s.scalars(q).all())
-
-
-def run_row(hub: LocalHub, run_id: str) -> m.Run:
-    (run,) = rows(hub, m.Run, id=run_id)
-    return run
-
-
-def step_rows(hub: LocalHub, run_id: str) -> dict[str, m.Step]:
-    return {r.key: r for r in rows(hub, m.Step, run_id=run_id)}
-
-
-def step_row(hub: LocalHub, run_id: str, key: str) -> m.Step:
-    (row,) = rows(hub, m.Step, run_id=run_id, key=key)
-    return row
-
-
-def attempts_of(hub: LocalHub, step_id: str) -> list[m.Attempt]:
-    return sorted(rows(hub, m.Attempt, step_id=step_id), key=lambda a: a.number)
-
-
-def reviews_of(hub: LocalHub, run_id: str) -> list[m.ReviewItem]:
-    return sorted(rows(hub, m.ReviewItem, run_id=run_id), key=lambda r: r.created_at)
-
-
-def event_kinds(hub: LocalHub, run_id: str) -> list[str]:
-    return [e.kind for e in sorted(rows(hub, m.Event, run_id=run_id), key=lambda e: e.id)]
-
-
 def settle(hub: LocalHub, *, rounds: int = 50) -> None:
     """Drain, then jump the frozen clock to each next due message until none is left."""
     hub.drain()
