@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from hub.cli_users import first_admin, users_app
 from hub.errors import HubError, InvalidInput
 from hub.settings import Settings
 
@@ -26,6 +27,7 @@ runs_app = typer.Typer(help="Run history and actions on runs.", invoke_without_c
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 STATUSES = ("queued", "running", "needs_review", "succeeded", "failed", "cancelled")
@@ -461,6 +463,7 @@ def web(
     hub = _hub()
     _loaded(hub)
     _require_tables(hub)
+    first_admin(hub.store)
     uvicorn.run(create_app(hub), host=host, port=port, log_level="info", access_log=False)
 
 
@@ -475,7 +478,10 @@ def up(
     from hub.store import Store
 
     _loaded(_hub())
-    Store(settings.database).migrate()
+    store = Store(settings.database)
+    store.migrate()
+    first_admin(store)
+    store.engine.dispose()
     exe = [sys.executable, "-m", "hub"]
     queues = "default,browser,desktop"
     procs = {

@@ -12,7 +12,8 @@
     ├── FlowNotFound              a trigger named a flow the registry does not know
     ├── InvalidInput              input failed a step's model (trigger or review time)
     ├── RunStateError             an action that the run's state does not allow
-    └── IdempotencyConflict       an idempotency key reused with another body
+    ├── IdempotencyConflict       an idempotency key reused with another body
+    └── AccountError              a user or token that does not exist, or a bad name/role
 
 Any other exception raised by a step is an *application error*: it is retried
 per the step's policy (``retries``), then the run pauses for review.
@@ -111,6 +112,10 @@ class RunNotFound(HubError, LookupError):
 
 class IdempotencyConflict(HubError):
     """An idempotency key was reused with a different input."""
+
+
+class AccountError(HubError, ValueError):
+    """A user, team or token that cannot be created or found as asked."""
 
 
 def classify(exc: BaseException) -> str:

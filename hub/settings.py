@@ -39,6 +39,15 @@ class Settings(BaseSettings):
     )
     broker_poll_seconds: float = Field(0.01, gt=0, description="Filesystem transport polling.")
     max_losses: int = Field(3, ge=1, description="Worker losses before a step goes to review.")
+    cookie_secure: bool = Field(
+        False, description="Send the session cookie over HTTPS only (set it behind TLS)."
+    )
+    session_idle_minutes: float = Field(
+        60.0, gt=0, description="A web session unused this long is dead."
+    )
+    session_max_hours: float = Field(
+        12.0, gt=0, description="A web session is dead this long after login, used or not."
+    )
 
     @field_validator("database_url", "broker_url")
     @classmethod

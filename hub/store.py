@@ -56,11 +56,13 @@ class Store:
         with self._readers() as session, session.begin():
             yield session
 
-    def run(self, work: Callable[[Session], T], *, attempts: int = 5) -> T:
+    def run(self, work: Callable[[Session], T], *, attempts: int = 8) -> T:
         """Run ``work`` in a transaction, retrying when the database is briefly away.
 
-        Used for the engine's writes: a lost connection or a lock timeout is
-        retried with a short backoff; anything else propagates.
+        Used for the engine's writes: a lost connection, a lock timeout or a
+        deadlock is retried with a growing backoff (about 5 s in all, enough
+        for a database restart); anything else propagates. ``work`` must be
+        safe to run again: it is, since a failed transaction changed nothing.
         """
         for n in range(attempts):
             try:

@@ -192,7 +192,18 @@ def paused(served: dict[str, Any]) -> Callable[[], str]:
 def test_hub_help_lists_every_command(tmp_path: Path) -> None:
     result = hub(hub_env(tmp_path), "--help")
     assert result.returncode == 0, result.stderr
-    for command in ("run", "runs", "flows", "worker", "scheduler", "web", "up", "doctor", "db"):
+    for command in (
+        "run",
+        "runs",
+        "flows",
+        "worker",
+        "scheduler",
+        "web",
+        "up",
+        "doctor",
+        "db",
+        "users",
+    ):
         assert f" {command} " in result.stdout
 
 
@@ -591,6 +602,40 @@ def test_resume_of_a_queued_run_names_its_state(idle: dict[str, Any]) -> None:
     assert f"run {run_id} (queued) has no step waiting for review" in one_line_error(result)
 
 
+# ---------------------------------------------------------------------- web
+def wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, log.read_text()
+        with suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
+def test_web_prints_the_first_admin_password_once_and_it_logs_in(tmp_path: Path) -> None:
+    env = hub_env(tmp_path)
+    assert hub(env, "db", "upgrade").returncode == 0
+    logs = [tmp_path / "web1.log", tmp_path / "web2.log"]
+    for log in logs:
+        port = free_port()
+        with background(env, "web", "--port", str(port), log=log) as web:
+            wait_healthy(web, port, log)
+            base = f"http://127.0.0.1:{port}"
+            with httpx.Client(base_url=base) as browser:
+                form = browser.get("/login").text
+                token = form.split('name="csrf_token" value="')[1].split('"')[0]
+                password = logs[0].read_text().split("admin password: ")[1].split()[0]
+                done = browser.post(
+                    "/login", data={"name": "admin", "password": password, "csrf_token": token}
+                )
+                assert done.status_code == 303, done.text
+                assert browser.get("/api/me").json()["role"] == "admin"
+    assert logs[0].read_text().count("admin password: ") == 1
+    assert "admin password" not in logs[1].read_text()
+
+
 # ----------------------------------------------------------------------- up
 def test_up_serves_runs_and_stops_everything_on_sigint(tmp_path: Path) -> None:
     """SIGINT to `hub up` alone (as a supervisor sends it) must reach every child."""
@@ -613,7 +658,10 @@ def test_up_serves_runs_and_stops_everything_on_sigint(tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stderr + log.read_text()
         assert json.loads(result.stdout)["status"] == "succeeded"
-        api = httpx.get(f"http://127.0.0.1:{port}/api/runs/{json.loads(result.stdout)['id']}")
+        url = f"http://127.0.0.1:{port}/api/runs/{json.loads(result.stdout)['id']}"
+        assert httpx.get(url).status_code == 401
+        token = hub(env, "users", "token", "admin").stdout.strip()
+        api = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
         assert api.json()["status"] == "succeeded"
 
         children = descendants(up.pid)
@@ -626,5 +674,6 @@ def test_up_serves_runs_and_stops_everything_on_sigint(tmp_path: Path) -> None:
         assert not [p for p in children if alive(p)], log.read_text()
     text = log.read_text()
     assert f"hub is up: http://127.0.0.1:{port}" in text
+    assert text.count("admin password: ") == 1  # printed by `up`; its `web` child finds a user
     assert "hub stopped" in text
     assert "exited with code" not in text

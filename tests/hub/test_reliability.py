@@ -389,6 +389,7 @@ def test_17_sqlite_with_two_workers_and_concurrent_api_and_cli_writes_never_lock
 ) -> None:
     from starlette.exceptions import StarletteDeprecationWarning
 
+    from hub import auth
     from hub.web import create_app
 
     with warnings.catch_warnings():  # Starlette wants httpx2 for its test client; httpx works
@@ -399,12 +400,17 @@ def test_17_sqlite_with_two_workers_and_concurrent_api_and_cli_writes_never_lock
     workers = [h.procs.worker(concurrency=2) for _ in range(2)]
     h.procs.scheduler()
     app = create_app(h.hub)
+    token = h.hub.store.run(
+        lambda s: auth.create_token(
+            s, auth.create_user(s, "ops", role="operator", password="p" * 12), "tests"
+        )
+    )
     started: list[str] = []
     errors: list[str] = []
     lock = threading.Lock()
 
     def api_writer(n: int) -> None:
-        with TestClient(app) as client:
+        with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
             for i in range(6):
                 try:
                     res = client.post("/api/flows/chain/runs", json={"name": f"api{n}-{i}"})

@@ -6,82 +6,26 @@ run paused for review execute its steps in-process with the same engine.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, Field
-from sqlalchemy import select
-from starlette.exceptions import StarletteDeprecationWarning
 
 from flows.hello import hello
-from hub import BusinessError, Flow, step
-from hub import models as m
 from hub.registry import Registry
 from hub.runtime import Hub
 from hub.settings import Settings
 from hub.web import create_app
-
-with warnings.catch_warnings():
-    # Starlette now wants httpx2 for its test client; httpx (the hub's client) still works
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from fastapi.testclient import TestClient
-
-
-class Order(BaseModel):
-    order_id: str = Field(min_length=1)
-    amount: int = Field(ge=0)
-
-
-class Checked(BaseModel):
-    order_id: str
-    amount: int
-    approved: bool = False
-
-
-@step(retries=0)
-def check(data: Order) -> Checked:
-    if data.amount > 100:
-        raise BusinessError(f"amount {data.amount} is over the limit of 100")
-    return Checked(order_id=data.order_id, amount=data.amount, approved=True)
-
-
-@step(retries=0)
-def book(data: Checked) -> Checked:
-    return data
-
-
-approval = Flow("approval", [check, book], description="Big orders need a person.")
-
-BIG = {"order_id": "A-1", "amount": 500}
-
-
-@pytest.fixture
-def hub(db_url: str, tmp_path: Path) -> Iterator[Hub]:
-    settings = Settings(home=tmp_path / "home", database_url=db_url, broker_url=None)
-    made = Hub(settings, registry=Registry([hello, approval]))
-    made.store.create_all()
-    yield made
-    made.store.engine.dispose()
+from tests.web.apps import BIG, TestClient, add_user, bearer, log_in, token_for, work
 
 
 @pytest.fixture
 def client(hub: Hub) -> Iterator[TestClient]:
+    """A client sending an operator's API token (tests/web/test_auth.py covers the guards)."""
+    add_user(hub, "ops", "operator")
     with TestClient(create_app(hub)) as c:
-        yield c
-
-
-def work(hub: Hub) -> None:
-    """Execute every ready step in this process, as a worker would."""
-    while True:
-        with hub.store.transaction() as s:
-            ready = s.scalars(select(m.Step.id).where(m.Step.status == m.STEP_READY)).all()
-        if not ready:
-            return
-        for step_id in ready:
-            hub.engine.execute(step_id)
+        yield bearer(c, token_for(hub, "ops"))
 
 
 def start(client: TestClient, flow: str, body: Any, **headers: str) -> Any:
@@ -234,7 +178,8 @@ def test_resume_with_edited_input_goes_on_from_the_paused_step(
 ) -> None:
     run_id = paused_run(client, hub)
     response = client.post(
-        f"/api/runs/{run_id}/resume", json={"input": {"order_id": "A-1", "amount": 50}, "by": "ops"}
+        f"/api/runs/{run_id}/resume",
+        json={"input": {"order_id": "A-1", "amount": 50}, "by": "mallory"},
     )
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "running"
@@ -243,6 +188,7 @@ def test_resume_with_edited_input_goes_on_from_the_paused_step(
     assert run["status"] == "succeeded"
     assert run["output"] == {"order_id": "A-1", "amount": 50, "approved": True}
     assert run["reviews"][0]["resolution"] == "edited"
+    assert run["reviews"][0]["resolved_by"] == "ops"  # who is logged in, not what the body says
 
 
 def test_resume_with_input_failing_the_model_is_422(client: TestClient, hub: Hub) -> None:
@@ -294,6 +240,7 @@ def test_actions_on_an_unknown_run_or_an_unknown_action_are_404(
 
 def test_the_runs_page_escapes_what_it_shows(client: TestClient) -> None:
     start(client, "hello", {"name": "<script>"})
+    assert log_in(client, "ops").status_code == 303
     page = client.get("/")
     assert page.status_code == 200
     assert "<h1>Runs</h1>" in page.text
