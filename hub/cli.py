@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from hub.cli_reviews import reviews_app
 from hub.cli_users import first_admin, users_app
 from hub.errors import HubError, InvalidInput
 from hub.settings import Settings
@@ -28,6 +29,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+app.add_typer(reviews_app, name="reviews")
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 STATUSES = ("queued", "running", "needs_review", "succeeded", "failed", "cancelled")

@@ -19,7 +19,7 @@ from hub import models as m
 from hub.errors import RunStateError
 from hub.flow import Node, Step, validate
 from hub.models import Attempt, ReviewItem, Run
-from hub.runs import Dispatch, advance, event, form_model, lock_run, pause
+from hub.runs import Dispatch, advance, event, form_model, lock_run, pause, review_policy
 
 if TYPE_CHECKING:
     from hub.engine import Engine
@@ -90,6 +90,7 @@ def close_run(
                 reason="subflow",
                 message=f"sub-flow run {run.id} ({run.flow}) was {status}: {reason}",
                 error_class=None,
+                flow=review_policy(engine, parent),
             )
 
 

@@ -12,6 +12,9 @@
     ├── FlowNotFound              a trigger named a flow the registry does not know
     ├── InvalidInput              input failed a step's model (trigger or review time)
     ├── RunStateError             an action that the run's state does not allow
+    │   └── ReviewConflict        a review item closed or changed under a reviewer (409)
+    ├── ReviewNotFound            no review item of that id the asker may see (404)
+    ├── Forbidden                 the asker's role may not do that (403)
     ├── IdempotencyConflict       an idempotency key reused with another body
     └── AccountError              a user or token that does not exist, or a bad name/role
 
@@ -104,6 +107,18 @@ class InvalidInput(HubError, ValueError):
 
 class RunStateError(HubError):
     """The action is not allowed in the run's or step's current state."""
+
+
+class ReviewConflict(RunStateError):
+    """A review action lost: the item is closed, or changed since the reviewer read it."""
+
+
+class ReviewNotFound(HubError, LookupError):
+    """No review item with that id, or none the asker's teams may see."""
+
+
+class Forbidden(HubError, PermissionError):
+    """The asker's role does not allow the action."""
 
 
 class RunNotFound(HubError, LookupError):

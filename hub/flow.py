@@ -39,6 +39,7 @@ import re
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -357,6 +358,11 @@ class Flow:
     steps: Sequence[Node]
     triggers: Sequence[Any] = ()
     description: str = ""
+    #: review policy: the team whose reviewers see this flow's review items
+    #: (None: every reviewer), and how long after an item opens it is due
+    #: (seconds or a timedelta; None: no due time)
+    team: str | None = None
+    review_due: float | timedelta | None = None
     nodes: dict[str, Node] = field(init=False, repr=False)
     places: dict[str, Place] = field(init=False, repr=False)
     module: str | None = field(default=None, repr=False)
@@ -382,9 +388,34 @@ class Flow:
                 raise FlowDefinitionError(
                     f"flow {self.name!r}: trigger {t!r} is not a Schedule or Webhook"
                 )
+        self._check_review_policy()
         frame = inspect.currentframe()
         caller = frame.f_back.f_back if frame and frame.f_back else None
         self.module = caller.f_globals.get("__name__") if caller else None
+
+    def _check_review_policy(self) -> None:
+        if self.team is not None and (not isinstance(self.team, str) or not self.team.strip()):
+            raise FlowDefinitionError(
+                f"flow {self.name!r}: team={self.team!r} must be a team name (text) or None"
+            )
+        due = self.review_due
+        if due is None:
+            return
+        if isinstance(due, timedelta):
+            seconds = due.total_seconds()
+        elif isinstance(due, (int, float)) and not isinstance(due, bool):
+            seconds = float(due)
+        else:
+            raise FlowDefinitionError(
+                f"flow {self.name!r}: review_due={due!r} must be seconds (a number), "
+                "a datetime.timedelta, or None"
+            )
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise FlowDefinitionError(
+                f"flow {self.name!r}: review_due={due!r} must be a positive time, "
+                "e.g. review_due=timedelta(hours=4)"
+            )
+        self.review_due = timedelta(seconds=seconds)
 
     def _index(self, seq: list[Node], container: str | None, branch: str | None) -> None:
         for i, node in enumerate(seq):

@@ -173,10 +173,20 @@ class Event(Base):
 
 
 class ReviewItem(Base):
-    """A paused step waiting for a person: why, and what they decided."""
+    """A paused step waiting for a person: why, and what they decided.
+
+    ``version`` grows by one with every reviewer action; each action is one
+    conditional UPDATE on (id, status open, version), so of two people acting
+    at once one applies and the other is refused (see ``hub.reviews``).
+    """
 
     __tablename__ = "review_items"
-    __table_args__ = (Index("ix_review_items_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_review_items_status_created", "status", "created_at"),
+        Index("ix_review_items_status_team_created", "status", "team", "created_at"),
+        Index("ix_review_items_status_due", "status", "due_at"),
+        Index("ix_review_items_assignee", "assignee_id", "status"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     run_id: Mapped[str] = mapped_column(String(32), ForeignKey("runs.id"), index=True)
@@ -193,7 +203,15 @@ class ReviewItem(Base):
     resolution: Mapped[str | None] = mapped_column(String(50), nullable=True)
     resolved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    team: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    assignee_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("users.id"), nullable=True
+    )
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    due_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
@@ -258,3 +276,35 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ReviewComment(Base):
+    """A note a person left on a review item. Append-only."""
+
+    __tablename__ = "review_comments"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    item_id: Mapped[str] = mapped_column(String(32), ForeignKey("review_items.id"), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("users.id"), nullable=True)
+    author: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what to which object, when, with the state before and after. Append-only:
+    the hub only ever inserts rows here (``hub.reviews.audit``)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_object", "object_kind", "object_id", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    action: Mapped[str] = mapped_column(String(50))
+    object_kind: Mapped[str] = mapped_column(String(50))
+    object_id: Mapped[str] = mapped_column(String(64))
+    before: Mapped[Any] = mapped_column(JSON, nullable=True)
+    after: Mapped[Any] = mapped_column(JSON, nullable=True)

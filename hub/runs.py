@@ -495,6 +495,7 @@ def fail(engine: Engine, s: Session, claim: Claim, exc: BaseException) -> Outcom
     close_attempt(s, row.id, claim.attempt, "failed", now, kind=kind, error=detail)
     row.lease_owner = row.lease_expires_at = None
     row.error_kind, row.error = kind, message
+    policy = review_policy(engine, run)
     try:
         node: Node | None = executable(engine.registry.get(run.flow), row.node, row.item)
     except Exception:
@@ -526,6 +527,7 @@ def fail(engine: Engine, s: Session, claim: Claim, exc: BaseException) -> Outcom
         message=str(exc) or message,
         error_class=_qualname(exc),
         form=schema,
+        flow=policy,
     )
     return Outcome()
 
@@ -559,6 +561,14 @@ def form_model(schema: Any) -> Any:
     return target
 
 
+def review_policy(engine: Engine, run: Run) -> Flow | None:
+    """The run's flow, for its review policy (None when the registry no longer has it)."""
+    try:
+        return engine.registry.get(run.flow)
+    except Exception:
+        return None
+
+
 def _qualname(exc: BaseException) -> str:
     cls = type(exc)
     return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
@@ -574,12 +584,17 @@ def pause(
     message: str,
     error_class: str | None,
     form: Any = None,
+    flow: Flow | None = None,
 ) -> None:
-    """Put a step in ``needs_review`` with a review item; the run pauses."""
+    """Put a step in ``needs_review`` with a review item; the run pauses.
+
+    ``flow``'s review policy gives the item its team and due time.
+    """
     row.status = m.STEP_NEEDS_REVIEW
     row.error_kind, row.error = reason, message
     row.lease_owner = row.lease_expires_at = None
     run_flow = run.flow
+    due = flow.review_due if flow is not None else None
     s.add(
         ReviewItem(
             id=new_id(),
@@ -593,6 +608,8 @@ def pause(
             input=row.input,
             form_schema=form,
             created_at=now,
+            team=flow.team if flow is not None else None,
+            due_at=now + due if isinstance(due, timedelta) else None,
         )
     )
     if run.status in (m.RUN_QUEUED, m.RUN_RUNNING):
@@ -659,6 +676,7 @@ def recover_lost(engine: Engine, s: Session, row: m.Step, now: datetime) -> bool
                 "the step may be crashing its own process"
             ),
             error_class="WorkerLost",
+            flow=review_policy(engine, run),
         )
         return False
     row.status, row.not_before = m.STEP_READY, None

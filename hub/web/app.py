@@ -34,7 +34,7 @@ from hub.errors import (
     RunStateError,
 )
 from hub.models import utcnow
-from hub.web import api, pages
+from hub.web import api, pages, reviews_api
 from hub.web.security import LoginRequired, SecurityHeaders
 
 HERE = Path(__file__).parent
@@ -78,6 +78,7 @@ def create_app(hub: Any, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(api.router)
+    app.include_router(reviews_api.router)
     app.include_router(pages.router)
     return app
 

@@ -1,4 +1,4 @@
-"""Server-rendered pages: login, logout and the runs list.
+"""Server-rendered pages: login, logout, the runs list and a run's page.
 
 Every form carries a CSRF token: the session's, or before login a one-off
 token in a cookie scoped to /login (double submit). A failed login sets no
@@ -11,12 +11,14 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from hub import auth
 from hub.auth import Login
-from hub.views import list_runs
+from hub.errors import RunNotFound
+from hub.views import describe_run, list_runs
+from hub.web.run_view import page_context
 from hub.web.security import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -24,6 +26,7 @@ from hub.web.security import (
     clock,
     form_login,
     page_login,
+    require,
     same,
 )
 
@@ -128,3 +131,15 @@ def runs_page(request: Request, login: Login = Depends(page_login)) -> Response:
     with request.app.state.hub.store.read() as s:
         rows = list_runs(s, limit=100)
     return render(request, "runs.html", login=login, runs=rows)
+
+
+@router.get("/runs/{run_id}")
+def run_page(request: Request, run_id: str, login: Login = Depends(page_login)) -> Response:
+    """One run: its header, its steps on a time line with their data, and open review items."""
+    require(login.principal, "viewer")
+    with request.app.state.hub.store.read() as s:
+        try:
+            run = describe_run(s, run_id, attempts=True)
+        except RunNotFound:
+            raise HTTPException(404, "There is no run with this id.") from None
+    return render(request, "run.html", login=login, **page_context(run))

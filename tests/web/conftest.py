@@ -1,4 +1,4 @@
-"""Fixtures of the web tests: a hub on each database (SQLite and PostgreSQL)."""
+"""Fixtures of the web tests: a hub on each database (SQLite and PostgreSQL), and a browser."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from hub.runtime import Hub
 from hub.settings import Settings
 from tests.web.apps import REGISTRY
+from tests.web.browser import chromium, live, page  # noqa: F401 - the real-browser fixtures
 
 
 @pytest.fixture
