@@ -332,6 +332,22 @@ def test_a_reviewer_acts_on_paused_runs_but_cannot_start_or_cancel(
     assert skipped.json()["reviews"][0]["resolved_by"] == "rita"
 
 
+def test_a_reviewer_cannot_act_on_another_teams_run_through_the_run_api(
+    client: TestClient, hub: Hub
+) -> None:
+    run_id = paused_run(hub)
+    with hub.store.transaction() as s:
+        s.execute(update(m.ReviewItem).where(m.ReviewItem.run_id == run_id).values(team="payroll"))
+    log_in(client, "rita")  # finance only
+    headers = {"X-CSRF-Token": csrf(client)}
+    for action in ("resume", "skip", "complete", "abort"):
+        response = client.post(
+            f"/api/runs/{run_id}/{action}", json={"reason": "x"}, headers=headers
+        )
+        assert response.status_code == 404, action
+    assert run_status(hub, run_id) == "needs_review"
+
+
 def test_roles_are_ordered() -> None:
     p = auth.Principal("id", "x", "reviewer")
     assert [p.can(r) for r in m.ROLES] == [True, True, False, False]
