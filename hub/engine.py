@@ -16,13 +16,10 @@ without a broker round trip, each committed before the next starts.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
-import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -45,6 +42,7 @@ from hub.errors import (
     classify,
 )
 from hub.flow import Branch, Flow, ForEach, Node, Step, SubFlow
+from hub.lease import Heartbeat, owner_is_dead, worker_identity
 from hub.models import Attempt, Event, ReviewItem, Run, utcnow
 from hub.registry import Registry
 from hub.settings import Settings
@@ -52,41 +50,6 @@ from hub.store import Store
 
 Publish = Callable[[str, str, float | None], None]
 """``publish(step_id, queue, countdown_seconds)``: hand a ready step to a worker."""
-
-_BOOT = os.urandom(3).hex()
-
-
-def worker_identity() -> str:
-    """``host:pid:token`` of this process; a lease owner that can be checked for life."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_BOOT}"
-
-
-def _owner_is_dead(owner: str | None) -> bool:
-    """True when ``owner`` was a process on this host that no longer exists."""
-    if not owner:
-        return False
-    host, _, rest = owner.partition(":")
-    pid_text, _, token = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return token != _BOOT
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 @dataclass
@@ -139,7 +102,7 @@ class Engine:
         self.publish = publish
         self.settings = settings or Settings()
         self.clock = clock
-        self._heartbeat = _Heartbeat(self)
+        self._heartbeat = Heartbeat(self)
 
     # ------------------------------------------------------------------ start
     def start_run(
@@ -254,7 +217,7 @@ class Engine:
                 )
             ).all()
         for row in rows:
-            if _owner_is_dead(row.lease_owner):
+            if owner_is_dead(row.lease_owner):
                 claim = self.claim(row.id)
                 if claim is not None:
                     return claim
@@ -266,7 +229,7 @@ class Engine:
             row = s.get(m.Step, step_id)
             if row is None or row.status != m.STEP_RUNNING:
                 return None
-            if not (_owner_is_dead(row.lease_owner) or _expired(row, now)):
+            if not (owner_is_dead(row.lease_owner) or _expired(row, now)):
                 return None
             from hub.runs import recover_lost
 
@@ -546,62 +509,6 @@ def _time_limit(seconds: float | None, name: str) -> Iterator[None]:
         if outer_left:  # an alarm armed before us (pytest-timeout, a caller's): re-arm it
             left = max(0.001, outer_left - (time.monotonic() - started))
             signal.setitimer(signal.ITIMER_REAL, left, outer_every)
-
-
-class _Heartbeat:
-    """Renews the leases of the steps this process is running, from one thread."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.held: dict[str, str] = {}
-        self.lock = threading.Lock()
-        self.thread: threading.Thread | None = None
-        self.pid = 0
-
-    @contextmanager
-    def hold(self, claim: Claim) -> Iterator[None]:
-        with self.lock:
-            self.held[claim.step_id] = claim.owner
-            if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
-                self.pid = os.getpid()
-                self.thread = threading.Thread(target=self._loop, name="hub-lease", daemon=True)
-                self.thread.start()
-        try:
-            yield
-        finally:
-            with self.lock:
-                self.held.pop(claim.step_id, None)
-
-    def _loop(self) -> None:
-        every = max(0.2, self.engine.settings.lease_seconds / 3)
-        stop = threading.Event()
-        while not stop.wait(every):
-            with self.lock:
-                held = dict(self.held)
-            if not held:
-                continue
-            try:
-                self._renew(held)
-            except Exception:  # the database is away: the next beat tries again
-                traceback.print_exc()
-
-    def _renew(self, held: dict[str, str]) -> None:
-        engine = self.engine
-        until = engine.clock() + timedelta(seconds=engine.settings.lease_seconds)
-        with engine.store.transaction() as s:
-            for step_id, owner in held.items():
-                s.execute(
-                    update(m.Step)
-                    .where(
-                        and_(
-                            m.Step.id == step_id,
-                            m.Step.lease_owner == owner,
-                            m.Step.status == m.STEP_RUNNING,
-                        )
-                    )
-                    .values(lease_expires_at=until)
-                    .execution_options(synchronize_session=False)
-                )
 
 
 __all__ = [

@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from hub import Flow, step
 from hub import models as m
-from hub.runs import _STEP_DONE
+from hub.fastpath import STEP_DONE
 from hub.testing import LocalHub
 
 
@@ -43,7 +43,7 @@ def test_storing_a_step_output_locks_the_run_row_until_commit(pg_url: str) -> No
         with engine.connect() as worker, engine.connect() as reviewer:
             tx = worker.begin()
             done = worker.execute(
-                _STEP_DONE,
+                STEP_DONE,
                 {
                     "b_run": run_id,
                     "b_step": claim.step_id,
