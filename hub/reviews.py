@@ -28,7 +28,7 @@ import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub import control
@@ -72,6 +72,22 @@ def visible(who: Principal) -> ColumnElement[bool]:
     if who.can("operator"):
         return ReviewItem.id.is_not(None)
     return or_(ReviewItem.team.is_(None), ReviewItem.team.in_(list(who.teams)))
+
+
+def run_hidden(s: Session, who: Principal, run_id: str) -> bool:
+    """True when ``run_id`` has an open review item outside ``who``'s teams.
+
+    Such a run is reported as not found to them (pages and run actions), as
+    another team's review item is: nothing shows what they may not touch.
+    """
+    if who.can("operator"):
+        return False
+    hidden = s.scalar(
+        select(ReviewItem.id)
+        .where(ReviewItem.run_id == run_id, ReviewItem.status == "open", not_(visible(who)))
+        .limit(1)
+    )
+    return hidden is not None
 
 
 def require(who: Principal, role: str, what: str) -> None:

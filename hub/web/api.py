@@ -13,6 +13,8 @@ from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Requ
 from fastapi.responses import JSONResponse
 
 from hub.auth import Login, Principal
+from hub.errors import RunNotFound
+from hub.reviews import run_hidden
 from hub.views import describe_run, list_runs
 from hub.web.security import api_login, api_role, require
 
@@ -99,8 +101,9 @@ def api_act(
         raise HTTPException(404, f"unknown action {action!r}; actions are {', '.join(ACTIONS)}")
     require(who, ACTIONS[action])
     hub = request.app.state.hub
-    if not who.can("operator"):
-        _check_teams(hub, who, run_id)
+    with hub.store.read() as s:
+        if run_hidden(s, who, run_id):
+            raise RunNotFound(f"no run with id {run_id!r}")
     engine, by = hub.engine, who.name
     if action == "cancel":
         engine.cancel(run_id, by=by, reason=body.get("reason", "cancelled"))
@@ -114,26 +117,3 @@ def api_act(
         engine.complete(run_id, body.get("output"), step=body.get("step"), by=by)
     with hub.store.read() as s:
         return describe_run(s, run_id)
-
-
-def _check_teams(hub: Any, who: Principal, run_id: str) -> None:
-    """A reviewer acts on a run only when its open review items are all in their teams.
-
-    Otherwise the run is reported as not found, as the review queue does for
-    another team's item (an action must not reveal what it cannot touch).
-    """
-    from sqlalchemy import and_, not_, select
-
-    from hub.errors import RunNotFound
-    from hub.models import ReviewItem
-    from hub.reviews import visible
-
-    with hub.store.read() as s:
-        hidden = s.scalar(
-            select(ReviewItem.id)
-            .where(and_(ReviewItem.run_id == run_id, ReviewItem.status == "open"))
-            .where(not_(visible(who)))
-            .limit(1)
-        )
-    if hidden is not None:
-        raise RunNotFound(f"no run with id {run_id!r}")

@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from hub import auth
 from hub.auth import Login
 from hub.errors import RunNotFound
+from hub.reviews import run_hidden
 from hub.views import describe_run, list_runs
 from hub.web.run_view import page_context
 from hub.web.security import (
@@ -139,6 +140,8 @@ def run_page(request: Request, run_id: str, login: Login = Depends(page_login)) 
     require(login.principal, "viewer")
     with request.app.state.hub.store.read() as s:
         try:
+            if run_hidden(s, login.principal, run_id):
+                raise RunNotFound(run_id)
             run = describe_run(s, run_id, attempts=True)
         except RunNotFound:
             raise HTTPException(404, "There is no run with this id.") from None

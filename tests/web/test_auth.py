@@ -346,6 +346,10 @@ def test_a_reviewer_cannot_act_on_another_teams_run_through_the_run_api(
         )
         assert response.status_code == 404, action
     assert run_status(hub, run_id) == "needs_review"
+    assert client.get(f"/runs/{run_id}").status_code == 404
+    with hub.store.transaction() as s:
+        s.execute(update(m.ReviewItem).where(m.ReviewItem.run_id == run_id).values(team="finance"))
+    assert client.get(f"/runs/{run_id}").status_code == 200
 
 
 def test_roles_are_ordered() -> None:
