@@ -133,7 +133,7 @@ class Engine:
             if idempotency_key is None:
                 raise
             started, dispatch = self.store.run(create)  # lost a race on the key: read the winner
-        self._publish(dispatch)
+        self.dispatch(dispatch)
         return started
 
     # ---------------------------------------------------------------- control
@@ -149,7 +149,7 @@ class Engine:
         self, run_id: str, *, step: str | None = None, input: Any = None, by: str | None = None
     ) -> None:
         """Retry the step waiting for review, optionally with edited input (validated)."""
-        self._publish(
+        self.dispatch(
             self.store.run(lambda s: control.resume(self, s, run_id, step=step, input=input, by=by))
         )
 
@@ -157,7 +157,7 @@ class Engine:
         self, run_id: str, *, step: str | None = None, reason: str = "", by: str | None = None
     ) -> None:
         """Skip the step waiting for review; its input passes through as output."""
-        self._publish(
+        self.dispatch(
             self.store.run(lambda s: control.skip(self, s, run_id, step=step, reason=reason, by=by))
         )
 
@@ -165,7 +165,7 @@ class Engine:
         self, run_id: str, output: Any, *, step: str | None = None, by: str | None = None
     ) -> None:
         """Finish the step waiting for review by hand with ``output`` (validated)."""
-        self._publish(
+        self.dispatch(
             self.store.run(
                 lambda s: control.complete(self, s, run_id, step=step, output=output, by=by)
             )
@@ -183,7 +183,7 @@ class Engine:
         while claim is not None:
             outcome = self.run_claimed(claim, inline=budget > 0)
             budget -= 1
-            self._publish(outcome.dispatch)
+            self.dispatch(outcome.dispatch)
             claim = outcome.inline
 
     def claim(self, step_id: str) -> Claim | None:
@@ -416,11 +416,12 @@ class Engine:
             return [(r.id, r.queue, None) for r in rows]
 
         republished = self.store.run(due)
-        self._publish(dispatch + republished)
+        self.dispatch(dispatch + republished)
         return {"lost": lost, "published": len(republished) + len(dispatch)}
 
     # --------------------------------------------------------------- helpers
-    def _publish(self, dispatch: list[tuple[str, str, float | None]]) -> None:
+    def dispatch(self, dispatch: list[tuple[str, str, float | None]]) -> None:
+        """Hand each ``(step_id, queue, countdown)`` to ``publish``; call after the commit."""
         for step_id, queue, countdown in dispatch:
             self.publish(step_id, queue, countdown)
 

@@ -565,8 +565,7 @@ def act(
         return summary(item, after["assignee"], now), dispatch
 
     result, dispatch = engine.store.run(work)
-    for step_id, queue_name, countdown in dispatch:
-        engine.publish(step_id, queue_name, countdown)
+    engine.dispatch(dispatch)
     return result
 
 

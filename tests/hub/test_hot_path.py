@@ -69,7 +69,7 @@ def test_the_hot_path_stores_nothing_for_a_lease_it_no_longer_holds(local_hub: A
     claim = hub.engine.claim(hub.queue.pop()[0])
     with hub.store.transaction() as s:  # another worker took the step over
         s.get(m.Step, claim.step_id).lease_owner = "elsewhere:1:x"
-    hub.engine._publish(hub.engine.run_claimed(claim).dispatch)
+    hub.engine.dispatch(hub.engine.run_claimed(claim).dispatch)
     with hub.store.read() as s:
         steps = s.scalars(select(m.Step).where(m.Step.run_id == run_id)).all()
         attempt = s.scalars(select(m.Attempt).where(m.Attempt.step_id == claim.step_id)).one()
