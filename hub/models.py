@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    LargeBinary,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -209,6 +210,9 @@ class ReviewItem(Base):
     )
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     due_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    #: when the flow's escalation policy last acted on this overdue item, and how often
+    escalated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    escalations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
@@ -276,6 +280,28 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Artifact(Base):
+    """A file of evidence kept with a review item: a screenshot, a Playwright trace,
+    a page's HTML, a download. Stored in the database, so every web process of a
+    scaled-out hub can serve it; capped in size by ``HUB_ARTIFACT_MAX_BYTES``."""
+
+    __tablename__ = "artifacts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    item_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("review_items.id"), nullable=True, index=True
+    )
+    run_id: Mapped[str] = mapped_column(String(32), ForeignKey("runs.id"), index=True)
+    step_id: Mapped[str] = mapped_column(String(32), ForeignKey("steps.id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class ReviewComment(Base):
