@@ -34,9 +34,7 @@ def upgrade() -> None:
             ["item_id"], ["review_items.id"], name=op.f("fk_artifacts_item_id_review_items")
         ),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_artifacts_run_id_runs")),
-        sa.ForeignKeyConstraint(
-            ["step_id"], ["steps.id"], name=op.f("fk_artifacts_step_id_steps")
-        ),
+        sa.ForeignKeyConstraint(["step_id"], ["steps.id"], name=op.f("fk_artifacts_step_id_steps")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_artifacts")),
     )
     with op.batch_alter_table("artifacts", schema=None) as batch_op:
