@@ -41,6 +41,7 @@ from hub.errors import (
     TransientError,
     classify,
 )
+from hub.evidence import Evidence
 from hub.flow import Branch, Flow, ForEach, Node, Step, SubFlow
 from hub.lease import Heartbeat, owner_is_dead, worker_identity
 from hub.models import Attempt, Event, ReviewItem, Run, utcnow
@@ -299,30 +300,31 @@ class Engine:
         """Run a claimed step or expand a container, then store the result."""
         from hub import runs
 
+        evidence = Evidence()
         try:
             flow = self.registry.get(claim.flow)
             node = executable(flow, claim.node, claim.item)
-            with self._heartbeat.hold(claim):
-                result = self._perform(flow, node, claim)
+            with self._heartbeat.hold(claim), evidence.capturing():
+                result = self._perform(flow, node, claim, evidence)
         except Exception as exc:
             error = exc
-            return self.store.run(lambda s: runs.fail(self, s, claim, error))
+            return self.store.run(lambda s: runs.fail(self, s, claim, error, evidence))
         # KeyboardInterrupt and SystemExit propagate: the lease expires, a retry follows.
         return self.store.run(lambda s: runs.succeed(self, s, claim, node, result, inline))
 
-    def _perform(self, flow: Flow, node: Node, claim: Claim) -> Any:
+    def _perform(self, flow: Flow, node: Node, claim: Claim, evidence: Evidence) -> Any:
         if isinstance(node, Step):
-            return self._call_step(flow, node, claim)
+            return self._call_step(flow, node, claim, evidence)
         return expand(flow, node, claim.input, self.registry)
 
-    def _call_step(self, flow: Flow, step: Step, claim: Claim) -> Any:
+    def _call_step(self, flow: Flow, step: Step, claim: Claim, evidence: Evidence) -> Any:
         try:
             data = step.validate_input(claim.input)
         except InvalidInput as exc:
             raise BusinessError(str(exc)) from exc
         args: list[Any] = []
         if step.takes_ctx:
-            args.append(self._context(flow, step, claim))
+            args.append(self._context(flow, step, claim, evidence))
         if step.takes_data:
             args.append(data)
         with _time_limit(step.timeout, step.name):
@@ -334,7 +336,7 @@ class Engine:
         except InvalidInput as exc:
             raise BusinessError(f"step returned a wrong output: {exc}") from exc
 
-    def _context(self, flow: Flow, step: Step, claim: Claim) -> StepContext:
+    def _context(self, flow: Flow, step: Step, claim: Claim, evidence: Evidence) -> StepContext:
         def outputs(key: str) -> Any:
             with self.store.read() as s:
                 row = s.execute(
@@ -356,6 +358,7 @@ class Engine:
             run_input=claim.run_input,
             item=claim.item,
             _outputs=outputs,
+            evidence=evidence,
         )
 
     # ------------------------------------------------------------ reconciler

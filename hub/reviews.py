@@ -403,6 +403,27 @@ def detail(
             .order_by(AuditEntry.id)
         ).all()
     ]
+    out["artifacts"] = [
+        {
+            "id": a.id,
+            "kind": a.kind,
+            "name": a.name,
+            "content_type": a.content_type,
+            "size": a.size,
+            "url": f"/api/reviews/{item.id}/artifacts/{a.id}",
+        }
+        for a in s.execute(
+            select(
+                m.Artifact.id,
+                m.Artifact.kind,
+                m.Artifact.name,
+                m.Artifact.content_type,
+                m.Artifact.size,
+            )
+            .where(m.Artifact.item_id == item.id)
+            .order_by(m.Artifact.id)
+        ).all()
+    ]
     out["input_schema"] = out["output_schema"] = None
     try:
         node = executable(registry.get(run.flow), row.node, row.item)
@@ -412,6 +433,21 @@ def detail(
         out["input_schema"] = _schema(node.input_adapter, node.input_type)
         out["output_schema"] = _schema(node.output_adapter, node.output_type)
     return out
+
+
+def artifact(s: Session, who: Principal, item_id: str, artifact_id: str) -> m.Artifact:
+    """A file of the item's evidence, if ``who`` may see the item; else :class:`ReviewNotFound`.
+
+    The same answer for another team's item, an unknown item, and an
+    artifact of some other item: nothing tells them apart.
+    """
+    item = load(s, who, item_id)
+    found = s.scalar(
+        select(m.Artifact).where(m.Artifact.id == artifact_id, m.Artifact.item_id == item.id)
+    )
+    if found is None:
+        raise ReviewNotFound(f"no file {artifact_id!r} in the evidence of review item {item_id!r}")
+    return found
 
 
 # ----------------------------------------------------------------- actions

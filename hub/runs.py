@@ -28,6 +28,7 @@ from hub.models import Attempt, Event, ReviewItem, Run, new_id
 
 if TYPE_CHECKING:
     from hub.engine import Claim, Engine, Outcome, Started
+    from hub.evidence import Evidence
 
 Dispatch = tuple[str, str, float | None]
 
@@ -340,14 +341,21 @@ def finish_run(engine: Engine, s: Session, run: Run, output: Any, now: datetime)
 
 
 # ---------------------------------------------------------------------- fail
-def fail(engine: Engine, s: Session, claim: Claim, exc: BaseException) -> Outcome:
-    """A step raised: retry it later, or pause the run for review."""
+def fail(
+    engine: Engine, s: Session, claim: Claim, exc: BaseException, evidence: Evidence | None = None
+) -> Outcome:
+    """A step raised: retry it later, or pause the run for review.
+
+    ``evidence`` is what the attempt recorded; it is stored with the review
+    item when the step goes to review, and dropped when it is retried.
+    """
     from hub.engine import Outcome, executable
 
     now = engine.clock()
     kind = classify(exc)
-    message = f"{type(exc).__name__}: {exc}"
-    detail = "".join(traceback.format_exception(exc))[-8000:]
+    scrub = evidence.scrub if evidence is not None else str
+    message = scrub(f"{type(exc).__name__}: {exc}")
+    detail = scrub("".join(traceback.format_exception(exc))[-8000:])
     held = _held(s, engine, claim)
     if held is None:
         close_attempt(s, claim.step_id, claim.attempt, "superseded", now, kind=kind, error=detail)
@@ -385,10 +393,12 @@ def fail(engine: Engine, s: Session, claim: Claim, exc: BaseException) -> Outcom
         row,
         now,
         reason=kind,
-        message=str(exc) or message,
+        message=scrub(str(exc)) or message,
         error_class=_qualname(exc),
         form=schema,
         flow=policy,
+        evidence=evidence,
+        attempt=claim.attempt,
     )
     return Outcome()
 
@@ -446,19 +456,24 @@ def pause(
     error_class: str | None,
     form: Any = None,
     flow: Flow | None = None,
+    evidence: Evidence | None = None,
+    attempt: int | None = None,
 ) -> None:
     """Put a step in ``needs_review`` with a review item; the run pauses.
 
-    ``flow``'s review policy gives the item its team and due time.
+    ``flow``'s review policy gives the item its team and due time;
+    ``evidence`` (of ``attempt``) is stored with the item: its facts as JSON,
+    its files as ``artifacts`` rows.
     """
     row.status = m.STEP_NEEDS_REVIEW
     row.error_kind, row.error = reason, message
     row.lease_owner = row.lease_expires_at = None
     run_flow = run.flow
     due = flow.review_due if flow is not None else None
+    item_id = new_id()
     s.add(
         ReviewItem(
-            id=new_id(),
+            id=item_id,
             run_id=run.id,
             step_id=row.id,
             flow=run_flow,
@@ -468,11 +483,31 @@ def pause(
             message=message,
             input=row.input,
             form_schema=form,
+            evidence=evidence.record() if evidence is not None else None,
             created_at=now,
             team=flow.team if flow is not None else None,
             due_at=now + due if isinstance(due, timedelta) else None,
         )
     )
+    if evidence is not None and evidence.files:
+        s.flush()  # the item before the rows that point at it
+        prefix = new_id()[:24]  # ids that sort in the order the step recorded the files
+        for number, f in enumerate(evidence.files):
+            s.add(
+                m.Artifact(
+                    id=f"{prefix}{number:08x}",
+                    item_id=item_id,
+                    run_id=run.id,
+                    step_id=row.id,
+                    attempt=attempt if attempt is not None else row.attempts,
+                    kind=f.kind,
+                    name=f.name,
+                    content_type=f.content_type,
+                    size=len(f.data),
+                    data=f.data,
+                    created_at=now,
+                )
+            )
     if run.status in (m.RUN_QUEUED, m.RUN_RUNNING):
         run.status = m.RUN_NEEDS_REVIEW
     event(

@@ -2,7 +2,9 @@
 
 ``GET /api/reviews`` lists a page of the queue (filters, sort, ``cursor``,
 counts); ``GET /api/reviews/{id}`` shows one item with its run, timeline,
-attempts, comments and audit trail; ``POST /api/reviews/{id}/{action}`` acts
+attempts, comments, audit trail and evidence;
+``GET /api/reviews/{id}/artifacts/{artifact_id}`` serves one evidence file
+(screenshot, trace, page HTML as text); ``POST /api/reviews/{id}/{action}`` acts
 (claim, unclaim, assign, comment, retry, edit, complete, skip, abort) with a
 JSON body of ``version``, ``input``, ``output``, ``reason``, ``text`` and
 ``assignee`` as the action needs. Answers: 404 for an item outside the
@@ -14,8 +16,9 @@ or output (and then nothing changed).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 
 from hub import reviews
 from hub.auth import Principal
@@ -77,6 +80,50 @@ def api_review(request: Request, item_id: str, who: Principal = viewer) -> Any:
             return reviews.detail(s, who, item_id, registry=hub.registry, now=clock(request))
     except ReviewNotFound as exc:
         raise _refuse(exc) from None
+
+
+@router.get("/{item_id}/artifacts/{artifact_id}", response_class=Response)
+def api_review_artifact(
+    request: Request, item_id: str, artifact_id: str, who: Principal = viewer
+) -> Response:
+    """One file of an item's evidence: screenshots inline, everything else as a download."""
+    hub = request.app.state.hub
+    try:
+        with hub.store.read() as s:
+            found = reviews.artifact(s, who, item_id, artifact_id)
+            return artifact_response(found.data, found.name, found.content_type)
+    except ReviewNotFound as exc:
+        raise _refuse(exc) from None
+
+
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+ARTIFACT_CSP = "default-src 'none'; img-src 'self'; sandbox"
+
+
+def artifact_response(data: bytes, name: str, content_type: str) -> Response:
+    """The response for an evidence file, safe whatever it holds.
+
+    Images show inline; anything else is a download. HTML a bot scraped is
+    never served as a page (``text/plain``); a sandboxing CSP and ``nosniff``
+    keep the browser from running anything in it.
+    """
+    kind = content_type.split(";")[0].strip().lower()
+    inline = kind in INLINE_TYPES
+    if not inline and (kind.startswith("text/") or "html" in kind or "xml" in kind):
+        content_type = "text/plain; charset=utf-8"
+    elif not inline and kind not in ("application/zip", "application/pdf", "application/json"):
+        content_type = "application/octet-stream"
+    disposition = "inline" if inline else "attachment"
+    return Response(
+        data,
+        media_type=content_type,
+        headers={
+            "content-disposition": f"{disposition}; filename*=UTF-8''{quote(name, safe='')}",
+            "content-security-policy": ARTIFACT_CSP,
+            "x-content-type-options": "nosniff",
+            "cache-control": "private, no-store",
+        },
+    )
 
 
 @router.post("/{item_id}/{action}")
