@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -31,6 +32,26 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def call(method: str, path: str, *, params: Any = None, body: Any = None) -> Any:
     """One API request; a clear message and exit code 1 (2 for bad input) on any refusal."""
+    response = _request(method, path, params=params, body=body)
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if response.status_code >= 400:
+        _refused(response, data)
+    return data
+
+
+def _refused(response: Any, data: Any) -> NoReturn:
+    detail = data.get("detail") if isinstance(data, dict) else response.text[:300]
+    message = f"{response.status_code}: {detail}"
+    for err in (data or {}).get("errors", []) if isinstance(data, dict) else []:
+        where = ".".join(str(p) for p in err.get("loc", ())) or "(root)"
+        message += f"\n  {where}: {err.get('msg')}"
+    fail(message, 2 if response.status_code == 422 else 1)
+
+
+def _request(method: str, path: str, *, params: Any = None, body: Any = None) -> Any:
     import httpx
 
     url = os.environ.get("HUB_URL") or DEFAULT_URL
@@ -54,18 +75,7 @@ def call(method: str, path: str, *, params: Any = None, body: Any = None) -> Any
         )
     if response.status_code == 401:
         fail(f"the hub at {url} refused HUB_TOKEN (401): make a new one with `hub users token`")
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if response.status_code >= 400:
-        detail = data.get("detail") if isinstance(data, dict) else response.text[:300]
-        message = f"{response.status_code}: {detail}"
-        for err in (data or {}).get("errors", []) if isinstance(data, dict) else []:
-            where = ".".join(str(p) for p in err.get("loc", ())) or "(root)"
-            message += f"\n  {where}: {err.get('msg')}"
-        fail(message, 2 if response.status_code == 422 else 1)
-    return data
+    return response
 
 
 def _json_arg(text: str | None, what: str) -> Any:
@@ -148,10 +158,77 @@ def reviews_show(
     for st in item.get("timeline", []):
         mark = "  <- this step" if st["current"] else ""
         typer.echo(f"    {st['key']:<30} {st['status']}{mark}")
+    _evidence(item)
     for c in item.get("comments", []):
         typer.echo(f"  [{c['created_at']}] {c['author']}: {c['body']}")
     if item["status"] == "open":
         typer.echo(f"  act: hub reviews act {item['id']} {'|'.join(ACTS)}")
+
+
+def _evidence(item: dict[str, Any]) -> None:
+    facts = item.get("evidence") or {}
+    files = item.get("artifacts") or []
+    if not facts and not files:
+        return
+    typer.echo("  evidence:")
+    for key in ("url", "title", "window_title"):
+        if facts.get(key):
+            typer.echo(f"    {key.replace('_', ' ')}: {facts[key]}")
+    for key, value in (facts.get("notes") or {}).items():
+        typer.echo(f"    {key}: {value}")
+    for name in ("request", "response"):
+        exchange = facts.get(name)
+        if exchange:
+            head = " ".join(
+                str(exchange[k]) for k in ("method", "url", "status") if exchange.get(k) is not None
+            )
+            typer.echo(f"    {name}: {head}")
+    for action in (facts.get("actions") or [])[-5:]:
+        typer.echo(f"    did: {action}")
+    for line in (facts.get("log") or [])[-10:]:
+        typer.echo(f"    log: {line}")
+    for note in facts.get("omitted") or []:
+        typer.echo(f"    left out: {note}")
+    for f in files:
+        typer.echo(
+            f"    file {f['id']}  {f['kind']:<10} {f['name']} ({f['size']} bytes)  "
+            f"hub reviews file {item['id']} {f['id']}"
+        )
+
+
+@reviews_app.command("file")
+def reviews_file(
+    item_id: Annotated[str, typer.Argument(help="Review item id (see `hub reviews`).")],
+    file_id: Annotated[str, typer.Argument(help="File id (see `hub reviews show ID`).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where to save it; default: its name, here."),
+    ] = None,
+) -> None:
+    """Download one evidence file of an item: a screenshot, trace, page HTML or download."""
+    response = _request("GET", f"/api/reviews/{item_id}/artifacts/{file_id}")
+    if response.status_code >= 400:
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        _refused(response, data)
+    name = _filename(response.headers.get("content-disposition", "")) or file_id
+    target = out or Path(name)
+    if target.exists() and target.is_dir():
+        target = target / name
+    target.write_bytes(response.content)
+    typer.echo(f"saved {target} ({len(response.content)} bytes)")
+
+
+def _filename(disposition: str) -> str | None:
+    from urllib.parse import unquote
+
+    marker = "filename*=UTF-8''"
+    if marker not in disposition:
+        return None
+    name = unquote(disposition.split(marker, 1)[1].split(";")[0])
+    return Path(name).name or None
 
 
 @reviews_app.command("act")

@@ -17,11 +17,16 @@ from typer.testing import CliRunner
 
 from hub import models as m
 from hub.cli import app
+from hub.registry import Registry
 from hub.runtime import Hub
 from hub.settings import Settings
 from hub.web import create_app
+from tests.hub.test_evidence import png
 from tests.web.apps import BIG, add_user, token_for, work
-from tests.web.test_reviews_api import FLOWS
+from tests.web.test_evidence_api import FLOWS as EVIDENCE_FLOWS
+from tests.web.test_reviews_api import FLOWS as REVIEW_FLOWS
+
+FLOWS = Registry([*REVIEW_FLOWS, *EVIDENCE_FLOWS])
 
 
 def free_port() -> int:
@@ -125,3 +130,24 @@ def test_a_missing_or_wrong_token_and_a_dead_server_are_explained(cli: Any) -> N
     assert missing.exit_code == 2 and "HUB_TOKEN is not set" in missing.output
     dead = cli(url=f"http://127.0.0.1:{free_port()}")
     assert dead.exit_code == 1 and "cannot reach the hub at" in dead.output
+
+
+def test_show_lists_the_evidence_and_file_downloads_it(cli: Any, hub: Hub, tmp_path: Path) -> None:
+    _run, item_id = paused(hub, "billing_entry")
+    shown = cli("show", item_id)
+    assert shown.exit_code == 0, shown.output
+    assert "url: http://legacy.local/order" in shown.output
+    assert "title: Order entry" in shown.output
+    files = [line.split()[1] for line in shown.output.splitlines() if "file " in line]
+    assert len(files) == 4
+    assert f"hub reviews file {item_id} {files[0]}" in shown.output
+
+    saved = cli("file", item_id, files[0], "--out", str(tmp_path))
+    assert saved.exit_code == 0, saved.output
+    assert (tmp_path / "form.png").read_bytes() == png()
+    assert f"saved {tmp_path / 'form.png'}" in saved.output
+
+    theirs = cli("file", item_id, files[0], "--out", str(tmp_path / "x.png"), user="sam")
+    assert theirs.exit_code == 1
+    assert "404" in theirs.output
+    assert not (tmp_path / "x.png").exists()
