@@ -130,6 +130,79 @@ def check_password(s: Session, name: str, password: str) -> m.User | None:
     return user
 
 
+# ------------------------------------------------------------ login throttle
+#: Failed logins for one user name, then that name is refused until the window passes.
+LOGIN_FAILURES_PER_NAME = 5
+#: Failed logins from one address, then that address is refused until the window passes.
+LOGIN_FAILURES_PER_ADDRESS = 50
+LOGIN_WINDOW = timedelta(minutes=15)
+
+
+def login_wait(
+    s: Session,
+    name: str,
+    address: str | None,
+    *,
+    now: datetime,
+    per_name: int | None = None,
+    per_address: int | None = None,
+    window: timedelta | None = None,
+) -> float | None:
+    """Seconds until ``name`` (or ``address``) may try to log in again, or None if now.
+
+    Failed logins are rows of the audit log (``auth.login_failed``), so every
+    web process of the hub counts the same ones and an operator can see them.
+    A name that does not exist is throttled like one that does, so the answer
+    tells nothing about which names exist.
+    """
+    per_name = per_name or LOGIN_FAILURES_PER_NAME
+    per_address = per_address or LOGIN_FAILURES_PER_ADDRESS
+    window = window or LOGIN_WINDOW
+    since = now - window
+    waits: list[float] = []
+    checks = [("login", _login_key(name), per_name)]
+    if address:
+        checks.append(("login_address", address[:64], per_address))
+    for kind, key, limit in checks:
+        times = s.scalars(
+            select(m.AuditEntry.at)
+            .where(
+                m.AuditEntry.object_kind == kind,
+                m.AuditEntry.object_id == key,
+                m.AuditEntry.at > since,
+            )
+            .order_by(m.AuditEntry.id.desc())
+            .limit(limit)
+        ).all()
+        if len(times) >= limit:
+            oldest = min(times)
+            waits.append(max(1.0, (oldest + window - now).total_seconds()))
+    return max(waits) if waits else None
+
+
+def login_failed(s: Session, name: str, address: str | None, *, now: datetime) -> None:
+    """Record a failed login (the name as typed, and where it came from) in the audit log."""
+    rows = [("login", _login_key(name))]
+    if address:
+        rows.append(("login_address", address[:64]))
+    for kind, key in rows:
+        s.add(
+            m.AuditEntry(
+                at=now,
+                actor=None,
+                action="auth.login_failed",
+                object_kind=kind,
+                object_id=key,
+                before=None,
+                after={"name": name[:100], "address": address},
+            )
+        )
+
+
+def _login_key(name: str) -> str:
+    return name.strip().lower()[:64] or "(empty)"
+
+
 def ensure_admin(s: Session) -> str | None:
     """Create ``admin`` with a random password when there is no user; return that password.
 

@@ -2,7 +2,9 @@
 
 Every form carries a CSRF token: the session's, or before login a one-off
 token in a cookie scoped to /login (double submit). A failed login sets no
-session and says so plainly.
+session and says so plainly; after too many failures for one name (or from
+one address) within a window, logins for it are refused with 429 for a while,
+without even checking the password (see :func:`hub.auth.login_wait`).
 """
 
 from __future__ import annotations
@@ -86,10 +88,15 @@ def login_submit(
     settings = hub.settings
     now = clock(request)
     old = request.cookies.get(SESSION_COOKIE)
+    address = request.client.host if request.client else None
 
-    def log_in(s: Any) -> str | None:
+    def log_in(s: Any) -> str | float | None:
+        wait = auth.login_wait(s, name, address, now=now)
+        if wait is not None:
+            return wait  # not even the password is checked: no guessing while locked
         user = auth.check_password(s, name.strip(), password)
         if user is None:
+            auth.login_failed(s, name, address, now=now)
             return None
         return auth.start_session(
             s,
@@ -101,6 +108,17 @@ def login_submit(
         )
 
     session_id = hub.store.run(log_in)
+    if isinstance(session_id, float):
+        minutes = max(1, round(session_id / 60))
+        response = _login_form(
+            request,
+            status=429,
+            error=f"Too many failed logins. Try again in {minutes} minute"
+            f"{'s' if minutes != 1 else ''}.",
+            name=name.strip(),
+        )
+        response.headers["retry-after"] = str(int(session_id + 0.999))
+        return response
     if session_id is None:
         return _login_form(
             request, status=401, error="Wrong user name or password.", name=name.strip()

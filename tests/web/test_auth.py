@@ -115,6 +115,55 @@ def test_a_wrong_password_says_so_and_opens_no_session(client: TestClient, hub: 
     assert client.get("/api/me").status_code == 401
 
 
+def test_too_many_failed_logins_lock_the_name_for_a_while_then_it_works_again(
+    client: TestClient, hub: Hub, clock: Clock
+) -> None:
+    for _ in range(auth.LOGIN_FAILURES_PER_NAME):
+        assert log_in(client, "otto", "guess").status_code == 401
+    locked = log_in(client, "Otto", PASSWORD)  # the right password, and any spelling
+    assert locked.status_code == 429
+    assert "Too many failed logins. Try again in 15 minutes." in locked.text
+    assert 890 <= int(locked.headers["retry-after"]) <= 900
+    assert SESSION_COOKIE not in locked.headers.get("set-cookie", "")
+    assert count(hub, m.WebSession) == 0
+    # a locked name costs no password check and records nothing more
+    failures = count(hub, m.AuditEntry)
+    assert log_in(client, "otto", "guess").status_code == 429
+    assert count(hub, m.AuditEntry) == failures
+    # others log in meanwhile; a name that does not exist locks the same way
+    assert log_in(client, "rita").status_code == 303
+    for _ in range(auth.LOGIN_FAILURES_PER_NAME):
+        assert log_in(client, "nobody", "guess").status_code == 401
+    assert log_in(client, "nobody", "guess").status_code == 429
+    clock.now += auth.LOGIN_WINDOW
+    assert log_in(client, "otto").status_code == 303
+
+
+def test_failed_logins_are_in_the_audit_log_by_name_and_address(
+    client: TestClient, hub: Hub
+) -> None:
+    log_in(client, "otto", "guess")
+    with hub.store.read() as s:
+        rows = s.scalars(
+            select(m.AuditEntry).where(m.AuditEntry.action == "auth.login_failed")
+        ).all()
+        assert sorted((r.object_kind, r.object_id) for r in rows) == [
+            ("login", "otto"),
+            ("login_address", "testclient"),
+        ]
+        assert all(r.after == {"name": "otto", "address": "testclient"} for r in rows)
+        assert "guess" not in str([(r.before, r.after) for r in rows])
+
+
+def test_one_address_failing_on_many_names_is_locked_out(
+    client: TestClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "LOGIN_FAILURES_PER_ADDRESS", 3)
+    for name in ("a1", "a2", "a3"):
+        assert log_in(client, name, "guess").status_code == 401
+    assert log_in(client, "otto").status_code == 429
+
+
 def test_an_inactive_user_cannot_log_in(client: TestClient, hub: Hub) -> None:
     with hub.store.transaction() as s:
         s.execute(update(m.User).where(m.User.name == "otto").values(active=False))
