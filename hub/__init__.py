@@ -14,7 +14,7 @@ from hub.errors import (
     PolicyViolation,
     TransientError,
 )
-from hub.flow import Branch, Flow, ForEach, Parallel, SubFlow, step
+from hub.flow import Branch, Escalate, Flow, ForEach, Parallel, SubFlow, step
 from hub.triggers import Schedule, Webhook
 
 __version__ = "0.1.0"
@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Branch",
     "BusinessError",
+    "Escalate",
     "Flow",
     "ForEach",
     "HubError",

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
@@ -350,6 +351,151 @@ class Place:
     prev: str | None
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ADDRESS = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+TARGET_FORMS = "an https:// (or http://) URL, mailto:someone@example.com, or env:VARIABLE"
+
+
+def parse_target(text: str, *, env: bool = True) -> tuple[str, str]:
+    """Split a notification target into its kind and address; ``ValueError`` says why not.
+
+    Kinds: ``webhook`` (an http or https URL), ``email`` (``mailto:`` one
+    address) and, when ``env`` is true, ``env`` (the name of an environment
+    variable that holds one of the other two when the escalation is sent).
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{text!r} is not a target; give {TARGET_FORMS}")
+    scheme = text.split(":", 1)[0].lower() if ":" in text else ""
+    if scheme == "env" and env:
+        name = text[4:]
+        if not _ENV_NAME.match(name):
+            raise ValueError(
+                f"{text!r}: {name!r} is not an environment variable name "
+                "(letters, digits and _, not starting with a digit)"
+            )
+        return "env", name
+    if scheme == "mailto":
+        address = text[7:]
+        if not _ADDRESS.match(address):
+            raise ValueError(
+                f"{text!r} is not one email address; write mailto:someone@example.com "
+                "(one address per target)"
+            )
+        return "email", address
+    if scheme in ("http", "https"):
+        parts = urlsplit(text)
+        if not parts.hostname or any(c.isspace() for c in text):
+            raise ValueError(f"{text!r} is not a URL with a host, e.g. https://ops.example/hooks")
+        if env and (parts.username or parts.password):
+            raise ValueError(
+                f"{parts.scheme}://{parts.hostname}/…: a URL with credentials belongs in the "
+                "environment; write env:VARIABLE and set the variable to the URL"
+            )
+        return "webhook", text
+    kinds = TARGET_FORMS if env else TARGET_FORMS.removesuffix(", or env:VARIABLE")
+    raise ValueError(
+        f"{text!r} has {f'scheme {scheme!r}' if scheme else 'no scheme'}; give {kinds}"
+    )
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+@dataclass
+class Escalate:
+    """What the hub does when a review item of the flow passes its due time.
+
+    ::
+
+        Flow("invoice_batch", [...], team="finance", review_due=timedelta(hours=4),
+             escalate=Escalate(notify=["env:OPS_HOOK_URL", "mailto:lead@example.com"],
+                               assign="lead", repeat=timedelta(hours=1)))
+
+    - ``notify``: targets told about the overdue item: a webhook (``https://…``,
+      a signed JSON POST), an email (``mailto:…``, through the SMTP settings),
+      or ``env:VARIABLE``, read when the escalation is sent, so URLs with
+      tokens stay out of code (unset: the target is skipped and the skip
+      recorded).
+    - ``assign``: the name of the user the item is handed to: an active
+      reviewer of the item's team, or an operator. When the user does not
+      qualify, the item stays with whoever had it and the escalation records why.
+    - ``repeat``: tell the targets again this long after each escalation
+      while the item stays open (seconds or a timedelta, at least a minute;
+      None: once).
+
+    The scheduler's tick escalates (see :mod:`hub.escalation`); mistakes
+    here raise ``FlowDefinitionError`` when the module is imported.
+    """
+
+    notify: Sequence[str] | str | None = None
+    assign: str | None = None
+    repeat: float | timedelta | None = None
+
+    def __post_init__(self) -> None:
+        notify = (self.notify,) if isinstance(self.notify, str) else self.notify
+        if notify is not None and not isinstance(notify, (list, tuple)):
+            raise FlowDefinitionError(
+                f"Escalate: notify={self.notify!r} must be a list of targets: {TARGET_FORMS}"
+            )
+        if notify is not None and not notify:
+            raise FlowDefinitionError(
+                "Escalate: notify=[] names no one; list at least one target "
+                f"({TARGET_FORMS}) or leave notify out"
+            )
+        notify = tuple(notify or ())
+        for target in notify:
+            try:
+                parse_target(target)
+            except ValueError as exc:
+                raise FlowDefinitionError(f"Escalate: notify target {exc}") from None
+        twice = sorted({t for t in notify if notify.count(t) > 1})
+        if twice:
+            raise FlowDefinitionError(f"Escalate: notify names {twice[0]!r} twice; list it once")
+        self.notify = notify
+        if self.assign is not None and (
+            not isinstance(self.assign, str) or not self.assign.strip()
+        ):
+            raise FlowDefinitionError(
+                f"Escalate: assign={self.assign!r} must be a user name (text) or None"
+            )
+        if not self.notify and self.assign is None:
+            raise FlowDefinitionError(
+                "Escalate() does nothing; give notify=[...] targets, assign='user', or both"
+            )
+        self._check_repeat()
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The notification targets, as declared."""
+        return tuple(self.notify or ())
+
+    def _check_repeat(self) -> None:
+        if self.repeat is None:
+            return
+        seconds = _seconds(self.repeat)
+        if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+            raise FlowDefinitionError(
+                f"Escalate: repeat={self.repeat!r} must be a positive time in seconds or a "
+                "datetime.timedelta (e.g. repeat=timedelta(hours=1)), or None to tell once"
+            )
+        if seconds < 60:
+            raise FlowDefinitionError(
+                f"Escalate: repeat={self.repeat!r} is under a minute and would flood the "
+                "targets; use e.g. repeat=timedelta(hours=1)"
+            )
+        if not self.notify:
+            raise FlowDefinitionError(
+                "Escalate: repeat=... needs notify targets; assigning the same person "
+                "again does nothing"
+            )
+        self.repeat = timedelta(seconds=seconds)
+
+
 @dataclass
 class Flow:
     """A named chain of nodes plus the triggers that start it."""
@@ -363,6 +509,8 @@ class Flow:
     #: (seconds or a timedelta; None: no due time)
     team: str | None = None
     review_due: float | timedelta | None = None
+    #: what happens when an item passes its due time (needs ``review_due``)
+    escalate: Escalate | None = None
     nodes: dict[str, Node] = field(init=False, repr=False)
     places: dict[str, Place] = field(init=False, repr=False)
     module: str | None = field(default=None, repr=False)
@@ -398,14 +546,12 @@ class Flow:
             raise FlowDefinitionError(
                 f"flow {self.name!r}: team={self.team!r} must be a team name (text) or None"
             )
+        self._check_escalation()
         due = self.review_due
         if due is None:
             return
-        if isinstance(due, timedelta):
-            seconds = due.total_seconds()
-        elif isinstance(due, (int, float)) and not isinstance(due, bool):
-            seconds = float(due)
-        else:
+        seconds = _seconds(due)
+        if seconds is None:
             raise FlowDefinitionError(
                 f"flow {self.name!r}: review_due={due!r} must be seconds (a number), "
                 "a datetime.timedelta, or None"
@@ -416,6 +562,20 @@ class Flow:
                 "e.g. review_due=timedelta(hours=4)"
             )
         self.review_due = timedelta(seconds=seconds)
+
+    def _check_escalation(self) -> None:
+        if self.escalate is None:
+            return
+        if not isinstance(self.escalate, Escalate):
+            raise FlowDefinitionError(
+                f"flow {self.name!r}: escalate={self.escalate!r} must be "
+                "Escalate(notify=[...], assign=..., repeat=...) or None"
+            )
+        if self.review_due is None:
+            raise FlowDefinitionError(
+                f"flow {self.name!r}: escalate=... needs review_due, since an item escalates "
+                "when its due time passes; add e.g. review_due=timedelta(hours=4)"
+            )
 
     def _index(self, seq: list[Node], container: str | None, branch: str | None) -> None:
         for i, node in enumerate(seq):

@@ -1,9 +1,11 @@
-"""The scheduler process: it only ticks. Each tick runs the reconciler.
+"""The scheduler process: it only ticks. Each tick runs the reconciler, then escalation.
 
 The reconciler re-publishes steps that are due but whose message was lost
 (or whose retry wait, stored in SQL as ``not_before``, has passed) and frees
-the leases of dead workers. Every action is guarded by a conditional UPDATE,
-so two schedulers running at once are harmless.
+the leases of dead workers. Escalation (:mod:`hub.escalation`) acts on
+review items past their due time as their flow's ``Escalate`` policy says.
+Every action is guarded by a conditional UPDATE, so two schedulers running
+at once are harmless.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import signal
 import threading
 import time
 from typing import Any
+
+from hub.escalation import escalate_due
 
 log = logging.getLogger("hub.scheduler")
 
@@ -34,6 +38,12 @@ def serve(hub: Any, *, once: bool = False, stop: threading.Event | None = None) 
                 log.info("tick: %s", counts)
         except Exception as exc:  # database or broker away: say so, tick again
             log.warning("tick failed, will retry: %s: %s", type(exc).__name__, exc)
+        try:
+            escalated = escalate_due(hub, hub.engine.clock())
+            if escalated:
+                log.info("escalated %d overdue review item(s)", escalated)
+        except Exception as exc:  # database away: say so, escalate on a later tick
+            log.warning("escalation failed, will retry: %s: %s", type(exc).__name__, exc)
         if once:
             return
         stop.wait(max(0.0, every - (time.monotonic() - started)))

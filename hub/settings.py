@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -48,11 +48,46 @@ class Settings(BaseSettings):
     session_max_hours: float = Field(
         12.0, gt=0, description="A web session is dead this long after login, used or not."
     )
+    base_url: str | None = Field(
+        None,
+        description="The web app's address as people reach it (https://hub.example.com), "
+        "for the links in escalation notices; unset: notices carry no link.",
+    )
+    escalation_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs escalation webhooks (HMAC-SHA256 of the body in "
+        "X-Hub-Signature-256); unset: webhooks go unsigned.",
+    )
+    escalation_timeout: float = Field(
+        5.0, gt=0, le=60, description="Seconds one escalation webhook or SMTP exchange may take."
+    )
+    smtp_host: str | None = Field(
+        None, description="SMTP server for escalation emails; unset: mailto: targets are skipped."
+    )
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP server port.")
+    smtp_user: str | None = Field(None, description="SMTP login; unset: no login.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    smtp_from: str = Field("hub@localhost", description="Sender address of escalation emails.")
+    smtp_starttls: bool = Field(
+        True, description="Upgrade the SMTP connection with STARTTLS before logging in."
+    )
 
-    @field_validator("database_url", "broker_url")
+    @field_validator("database_url", "broker_url", "smtp_host", "smtp_user")
     @classmethod
     def _blank_is_default(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("base_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")) or value.endswith("://"):
+            raise ValueError(
+                f"HUB_BASE_URL={value!r} must be the web app's address, "
+                "e.g. https://hub.example.com"
+            )
+        return value.rstrip("/")
 
     @property
     def database(self) -> str:

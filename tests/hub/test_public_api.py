@@ -9,6 +9,7 @@ import hub
 PUBLIC = [
     "Branch",
     "BusinessError",
+    "Escalate",
     "Flow",
     "ForEach",
     "HubError",
