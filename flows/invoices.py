@@ -3,7 +3,9 @@
 Checks each invoice of a batch on its own (for-each), totals them, asks a
 person to approve a large batch (branch + a question with a form), builds a
 summary and ledger lines side by side (parallel), then hands the summary to
-the ``notify`` flow (sub-flow)::
+the ``notify`` flow (sub-flow). An approval not given within four hours is
+escalated to the webhook and email address named by the environment (each
+skipped, and the skip recorded, while its variable is unset)::
 
     hub run invoice_batch --wait --input '{"batch": "B-7", "invoices": [
         {"number": "INV-1", "customer": "ACME", "amount": 120.5},
@@ -12,11 +14,14 @@ the ``notify`` flow (sub-flow)::
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import BaseModel, Field
 
 from hub import (
     Branch,
     BusinessError,
+    Escalate,
     Flow,
     ForEach,
     NeedsReview,
@@ -153,6 +158,13 @@ invoice_batch = Flow(
         SubFlow("notify", input=lambda booked: booked["summary"]),
     ],
     description="Checks, totals, approves and books a batch of invoices.",
+    review_due=timedelta(hours=4),
+    escalate=Escalate(
+        # e.g. INVOICES_HOOK_URL=https://ops.example/hooks/reviews
+        #      INVOICES_LEAD_EMAIL=mailto:lead@example.com
+        notify=["env:INVOICES_HOOK_URL", "env:INVOICES_LEAD_EMAIL"],
+        repeat=timedelta(hours=2),
+    ),
 )
 
 notify = Flow(

@@ -31,6 +31,7 @@ from hub import BusinessError, Escalate, Flow, auth, escalation, reviews, step
 from hub import models as m
 from hub.errors import FlowDefinitionError, ReviewConflict
 from hub.escalation import escalate_due
+from hub.registry import Registry
 from hub.scheduler import serve
 from hub.settings import Settings
 from hub.testing import LocalHub
@@ -640,3 +641,25 @@ def test_the_scheduler_tick_escalates(hub: LocalHub, receiver: Receiver) -> None
     ticker.join()
     assert item_row(hub, item_id).escalations == 1
     assert [b["id"] for b in receiver.bodies()] == [item_id]
+
+
+def test_the_example_flow_escalates_with_nothing_set_as_recorded_skips(
+    local_hub: LocalHubFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("INVOICES_HOOK_URL", "INVOICES_LEAD_EMAIL"):
+        monkeypatch.delenv(name, raising=False)
+    hub = local_hub(Registry.load(["flows"]), settings=Settings(smtp_host=None))
+    hub.freeze()
+    run_id = hub.start(
+        "invoice_batch",
+        {"batch": "B-8", "invoices": [{"number": "I-3", "customer": "ACME", "amount": 20000}]},
+    )
+    hub.drain()
+    (item,) = reviews_of(hub, run_id)
+    hub.advance(4 * 3600 + 1)
+    assert escalate_due(hub, hub.now) == 1
+    skipped = [a.after["skipped"] for a in trail(hub, item.id, "review.notify")]
+    assert skipped == [
+        "environment variable INVOICES_HOOK_URL is not set",
+        "environment variable INVOICES_LEAD_EMAIL is not set",
+    ]
