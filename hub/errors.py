@@ -16,6 +16,7 @@
     ├── ReviewNotFound            no review item of that id the asker may see (404)
     ├── Forbidden                 the asker's role may not do that (403)
     ├── IdempotencyConflict       an idempotency key reused with another body
+    ├── SignatureError            a webhook delivery failed verification (401)
     └── AccountError              a user or token that does not exist, or a bad name/role
 
 Any other exception raised by a step is an *application error*: it is retried
@@ -127,6 +128,15 @@ class RunNotFound(HubError, LookupError):
 
 class IdempotencyConflict(HubError):
     """An idempotency key was reused with a different input."""
+
+
+class SignatureError(HubError):
+    """A webhook delivery failed verification: answer 401 and store nothing.
+
+    The message is a short reason safe to return and log (a missing header, a
+    signature that does not match, a timestamp outside the window); it never
+    holds the body, a secret or an expected signature.
+    """
 
 
 class AccountError(HubError, ValueError):
