@@ -15,7 +15,7 @@ HMAC key is the secret's UTF-8 bytes unless said otherwise::
     stripe    Stripe-Signature: t=<ts>,v1=<hex>..  {t}.{body}                   t      "id" of the JSON body
     standard  webhook-signature: v1,<b64> ...      {webhook-id}.{webhook-       yes    webhook-id
               webhook-id, webhook-timestamp        timestamp}.{body}; key is the
-                                                   base64 after "whsec_"
+              (or Svix's svix-* names)             base64 after "whsec_"
     slack     X-Slack-Signature: v0=<hex>          v0:{timestamp}:{body}        yes    -
               X-Slack-Request-Timestamp
     hmac      header= (X-Signature), prefix=,      signed= ("{body}", or        opt.   -
@@ -211,9 +211,13 @@ def verify_standard(
     """Standard Webhooks: ``webhook-signature: v1,<base64> ...`` over ``{id}.{timestamp}.{body}``.
 
     Each secret is ``whsec_<base64>``; the HMAC key is the decoded bytes.
+    Svix, where the scheme comes from, names the headers ``svix-*``; those
+    are read when the ``webhook-*`` ones are absent.
     """
     keys = [_standard_key(secret, i) for i, secret in enumerate(_checked(secrets))]
     h = _lowered(headers)
+    if "webhook-signature" not in h and "svix-signature" in h:
+        h = {k.replace("svix-", "webhook-", 1): v for k, v in h.items() if k.startswith("svix-")}
     message_id = _delivery_id(h, "webhook-id", required=True)
     stamp = _required(h, "webhook-timestamp")
     value = _required(h, "webhook-signature")

@@ -8,8 +8,8 @@
     ])
 
 Declarations are checked when the module is imported (cron syntax, time
-zone, policy names, verification preset and its options), so a typo fails at start-up with a
-``FlowDefinitionError`` naming it. The CLI and ``POST /api/flows/{flow}/runs``
+zone, policy names, verification preset and its options), so a typo fails
+at start-up with a ``FlowDefinitionError`` naming it. The CLI and ``POST /api/flows/{flow}/runs``
 start runs by hand without any declaration.
 """
 

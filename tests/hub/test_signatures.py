@@ -411,6 +411,15 @@ def test_standard_webhooks_accepts_any_listed_signature_and_ignores_other_versio
     assert rejected("standard", headers) == "webhook-signature has no v1,<base64> signature"
 
 
+def test_standard_webhooks_reads_svix_header_names_too() -> None:
+    headers = {
+        k.replace("webhook-", "svix-"): v for k, v in standard_headers(NEW, BODY, NOW).items()
+    }
+    assert check("standard", headers).delivery_id == "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"
+    headers["svix-timestamp"] = str(NOW + 1)
+    assert rejected("standard", headers, now=NOW + 1) == "signature does not match"
+
+
 def test_standard_webhooks_signs_the_message_id() -> None:
     headers = standard_headers(NEW, BODY, NOW)
     headers["webhook-id"] = "msg_another"
