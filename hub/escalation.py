@@ -244,7 +244,7 @@ def _claim(
     refused = None
     if policy.assign:
         try:
-            user_id = reviews._assignee(s, item, policy.assign)
+            user_id = reviews.assignee_id(s, item, policy.assign)
         except InvalidInput as exc:
             refused = str(exc).removeprefix("assignee: ")
         else:

@@ -551,7 +551,7 @@ def act(
         elif action == "unclaim":
             values = {"assignee_id": None, "claimed_at": None}
         elif action == "assign":
-            values = {"assignee_id": _assignee(s, item, assignee), "claimed_at": now}
+            values = {"assignee_id": assignee_id(s, item, assignee), "claimed_at": now}
         elif action == "edit" and input is None:
             raise _bad("input", "required: the step's new input")
         elif action == "complete" and output is None:
@@ -607,7 +607,12 @@ def act(
     return result
 
 
-def _assignee(s: Session, item: ReviewItem, name: str | None) -> str:
+def assignee_id(s: Session, item: ReviewItem, name: str | None) -> str:
+    """The id of user ``name`` if they may be given ``item``, else :class:`InvalidInput`.
+
+    They must be active, a reviewer or stronger, and in the item's team
+    unless an operator. The one rule for assigning by hand and by escalation.
+    """
     from hub.auth import principal
 
     if not name:

@@ -48,6 +48,21 @@ class Settings(BaseSettings):
     session_max_hours: float = Field(
         12.0, gt=0, description="A web session is dead this long after login, used or not."
     )
+    login_failures: int = Field(
+        5,
+        ge=1,
+        description="Failed logins for one user name within the login window before that "
+        "name is refused for the rest of it.",
+    )
+    login_failures_per_address: int = Field(
+        50,
+        ge=1,
+        description="Failed logins from one client address within the login window before "
+        "that address is refused for the rest of it.",
+    )
+    login_window_minutes: float = Field(
+        15.0, gt=0, description="The window in which failed logins are counted."
+    )
     base_url: str | None = Field(
         None,
         description="The web app's address as people reach it (https://hub.example.com), "

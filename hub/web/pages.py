@@ -91,7 +91,15 @@ def login_submit(
     address = request.client.host if request.client else None
 
     def log_in(s: Any) -> str | float | None:
-        wait = auth.login_wait(s, name, address, now=now)
+        wait = auth.login_wait(
+            s,
+            name,
+            address,
+            now=now,
+            per_name=settings.login_failures,
+            per_address=settings.login_failures_per_address,
+            window=timedelta(minutes=settings.login_window_minutes),
+        )
         if wait is not None:
             return wait  # not even the password is checked: no guessing while locked
         user = auth.check_password(s, name.strip(), password)

@@ -155,10 +155,8 @@ def test_failed_logins_are_in_the_audit_log_by_name_and_address(
         assert "guess" not in str([(r.before, r.after) for r in rows])
 
 
-def test_one_address_failing_on_many_names_is_locked_out(
-    client: TestClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(auth, "LOGIN_FAILURES_PER_ADDRESS", 3)
+def test_one_address_failing_on_many_names_is_locked_out(client: TestClient, hub: Hub) -> None:
+    hub.settings.login_failures_per_address = 3
     for name in ("a1", "a2", "a3"):
         assert log_in(client, name, "guess").status_code == 401
     assert log_in(client, "otto").status_code == 429
