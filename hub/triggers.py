@@ -19,15 +19,14 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hub.errors import FlowDefinitionError
+from hub.firetimes import MISFIRE, OVERLAP
 from hub.signatures import ALGORITHMS, ENCODINGS, SecretConfigError
 
-MISFIRE = ("skip", "run_once", "run_all")
-OVERLAP = ("allow", "forbid", "replace")
 VERIFY = ("github", "stripe", "standard", "slack", "hmac", "token")
 
 
@@ -56,7 +55,8 @@ class Schedule:
         if not croniter.is_valid(self.cron):
             raise FlowDefinitionError(
                 f"Schedule: {self.cron!r} is not a valid cron expression "
-                "(five fields: minute hour day-of-month month day-of-week)"
+                "(five fields: minute hour day-of-month month day-of-week, and an "
+                "optional sixth for seconds, e.g. '* * * * * */10' for every 10 s)"
             )
         try:
             ZoneInfo(self.tz)
@@ -66,14 +66,21 @@ class Schedule:
             ) from None
         _choice("Schedule misfire", self.misfire, MISFIRE)
         _choice("Schedule overlap", self.overlap, OVERLAP)
+        if not self.next_fires(datetime.now(UTC), 1):
+            raise FlowDefinitionError(
+                f"Schedule: {self.cron!r} never fires (no date matches it); check the "
+                "day-of-month and month fields"
+            )
 
     def next_fires(self, after: datetime, count: int = 10) -> list[datetime]:
-        """The next ``count`` fire times after ``after`` (aware), in the schedule's zone."""
-        from croniter import croniter
+        """The next ``count`` fire times after ``after``, as aware UTC datetimes.
 
-        zone = ZoneInfo(self.tz)
-        it = croniter(self.cron, after.astimezone(zone))
-        return [it.get_next(datetime) for _ in range(count)]
+        Computed in the schedule's zone, DST as classic cron does it (see
+        :mod:`hub.firetimes`); show them with ``.astimezone(ZoneInfo(tz))``.
+        """
+        from hub.firetimes import fire_times
+
+        return list(fire_times(self.cron, self.tz, after, limit=count))
 
     def __str__(self) -> str:
         return f"schedule {self.cron!r} ({self.tz}, misfire={self.misfire}, overlap={self.overlap})"
