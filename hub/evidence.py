@@ -12,7 +12,9 @@ up in the review queue::
     ctx.evidence.note("order", "PO-4711")
 
 and the lines the step logs with ``ctx.log`` (or any logger) while it runs
-are kept, the last :data:`LOG_LINES` of them. When the attempt sends the step
+are kept, the last :data:`LOG_LINES` of them. Values handed to
+:meth:`Evidence.mask` are scrubbed from what ``ctx.log`` writes to every
+handler too, not only from the evidence. When the attempt sends the step
 to review, all of it is stored with the review item in the same transaction:
 small facts as JSON on the item, files (screenshots, traces, HTML,
 downloads) as rows of ``artifacts``. When the attempt succeeds or is retried,
@@ -377,6 +379,22 @@ class _Capture(logging.Handler):
             return
 
 
+class _Mask(logging.Filter):
+    """Scrubs the step's masked values from what ``ctx.log`` emits, for every handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        evidence = _CURRENT.get()
+        if evidence is not None and evidence._secrets:
+            try:
+                message = record.getMessage()
+            except Exception:  # leave a broken record to logging's own error report
+                return True
+            scrubbed = evidence.scrub(message)
+            if scrubbed != message:
+                record.msg, record.args = scrubbed, None
+        return True
+
+
 _HANDLER = _Capture(logging.INFO)
 _installed = False
 _install_lock = threading.Lock()
@@ -392,6 +410,7 @@ def _install_handler() -> None:
             return
         logging.getLogger().addHandler(_HANDLER)
         step_log = logging.getLogger("hub.step")
+        step_log.addFilter(_Mask())
         if step_log.level == logging.NOTSET:
             step_log.setLevel(logging.INFO)
         _installed = True

@@ -164,6 +164,19 @@ def test_log_lines_are_captured_only_inside_the_block_and_only_the_last_kept() -
     assert not any("before" in x or "after" in x for x in lines)
 
 
+def test_masked_values_are_scrubbed_from_what_ctx_log_writes_anywhere(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    e = Evidence()
+    e.mask(CANARY)
+    with caplog.at_level(logging.INFO, logger="hub.step"), e.capturing():
+        logging.getLogger("hub.step").info("password is %s", CANARY)
+    logging.getLogger("hub.step").info("outside the step: %s", CANARY)  # no evidence: as is
+    messages = [r.getMessage() for r in caplog.records]
+    assert "password is [redacted]" in messages
+    assert CANARY not in messages[0]
+
+
 # ---------------------------------------------------------- engine, both DBs
 class Order(dict[str, Any]):
     pass
