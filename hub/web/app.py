@@ -34,7 +34,7 @@ from hub.errors import (
     RunStateError,
 )
 from hub.models import utcnow
-from hub.web import api, pages, reviews_api
+from hub.web import api, pages, review_pages, reviews_api
 from hub.web.security import LoginRequired, SecurityHeaders
 
 HERE = Path(__file__).parent
@@ -80,6 +80,7 @@ def create_app(hub: Any, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     app.include_router(api.router)
     app.include_router(reviews_api.router)
     app.include_router(pages.router)
+    app.include_router(review_pages.router)
     return app
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+import struct
 import warnings
-from typing import Any
+import zlib
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.exceptions import StarletteDeprecationWarning
 
 from flows.hello import hello
-from hub import BusinessError, Flow, auth, step
+from hub import BusinessError, Flow, NeedsReview, StepContext, auth, step
 from hub import models as m
 from hub.registry import Registry
 from hub.runtime import Hub
@@ -99,3 +101,106 @@ def paused_run(hub: Hub) -> str:
     with hub.store.read() as s:
         assert s.get(m.Run, run_id).status == m.RUN_NEEDS_REVIEW  # type: ignore[union-attr]
     return str(run_id)
+
+
+# ------------------------------------------------ review pages: a question and evidence
+class Approval(BaseModel):
+    """The answer a person gives to ``ask``'s question."""
+
+    approved: bool
+    approver: str = Field(min_length=1)
+    level: Literal["low", "high"] = "low"
+
+
+@step(retries=0)
+def ask(data: Order) -> Approval:
+    raise NeedsReview(f"Approve order {data.order_id} of {data.amount}?", form=Approval)
+
+
+question = Flow("question", [ask], team="billing", description="Asks a person to approve.")
+
+
+class Customer(BaseModel):
+    name: str = Field(min_length=1)
+    country: Literal["DE", "FR", "NL"] = "DE"
+
+
+class Invoice(BaseModel):
+    number: str = Field(min_length=1)
+    customer: Customer
+    amount: int = Field(ge=0, description="In whole euros.")
+    express: bool = False
+    note: str | None = None
+
+
+class Keyed(BaseModel):
+    number: str
+    erp_id: str
+
+
+#: The page the entry bot was on when the ERP refused an invoice: hostile on purpose.
+ERP_PAGE = (
+    "<html><head><title>New invoice</title><script>alert('erp')</script></head>"
+    '<body><h1>New invoice</h1><p class="err">Amount over the limit</p>'
+    '<img src=x onerror="alert(2)"></body></html>'
+)
+
+
+def screen_png(width: int = 480, height: int = 300) -> bytes:
+    """A real PNG of a made-up form: a blue title bar, a white page, a red error box."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    def pixel(x: int, y: int) -> bytes:
+        if y < 36:
+            return b"\x1f\x5f\xbf"
+        if 60 <= y < 100 and 24 <= x < width - 24:
+            return b"\xfd\xec\xea" if 27 <= y < 97 or x > 27 else b"\xb3\x26\x1e"
+        if 130 <= y < 160 and 24 <= x < 300:
+            return b"\xdd\xe1\xe6"
+        return b"\xff\xff\xff"
+
+    raw = b"".join(b"\x00" + b"".join(pixel(x, y) for x in range(width)) for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+@step(retries=0)
+def key_in(ctx: StepContext, data: Invoice) -> Keyed:
+    """Types the invoice into the ERP; leaves evidence, and refuses amounts over 1000."""
+    ctx.evidence.action("opened New invoice")
+    ctx.evidence.action(f"typed invoice {data.number} for {data.customer.name}")
+    ctx.log.info("keying invoice %s", data.number)
+    if data.amount > 1000:
+        ctx.evidence.action("clicked Save")
+        ctx.evidence.screenshot(screen_png(), name="screen.png")
+        ctx.evidence.html(ERP_PAGE, url="https://erp.example/invoices/new", title="New invoice")
+        ctx.evidence.note("invoice", data.number)
+        ctx.log.warning("the ERP refused invoice %s", data.number)
+        raise BusinessError(f"the ERP refused invoice {data.number}: <b>amount over the limit</b>")
+    return Keyed(number=data.number, erp_id=f"ERP-{data.number}")
+
+
+@step(retries=0)
+def confirm(data: Keyed) -> Keyed:
+    return data
+
+
+invoice_entry = Flow(
+    "invoice_entry", [key_in, confirm], team="billing", review_due=3600, description="An ERP bot."
+)
+#: Every flow of this module: what ``HUB_FLOWS=tests.web.apps`` loads in a worker.
+REVIEW_REGISTRY = Registry([hello, approval, question, invoice_entry])
+LATE_INVOICE = {
+    "number": "INV-7",
+    "customer": {"name": "ACME", "country": "FR"},
+    "amount": 5000,
+    "express": True,
+}
