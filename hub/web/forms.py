@@ -59,7 +59,7 @@ class Field:
     ``text``, ``textarea``, ``number``, ``checkbox``, ``select``, ``json`` or
     ``group`` (a fieldset whose ``children`` are the object's properties).
     ``value`` is the text shown (prefilled, or as the reviewer submitted it),
-    ``error`` the message shown beside it.
+    ``error`` the message shown beside it; ``focus`` marks the first field to fix.
     """
 
     path: tuple[str, ...]
@@ -82,6 +82,7 @@ class Field:
     value: str = ""
     checked: bool = False
     error: str = ""
+    focus: bool = False
 
     @property
     def id(self) -> str:
@@ -399,3 +400,6 @@ def place(form: Form, errors: list[dict[str, Any]]) -> None:
             continue
         text = f"{'.'.join(rest)}: {msg}" if rest else msg
         target.error = f"{target.error}; {text}" if target.error else text
+    first = next((f for f in form.walk() if f.error), None)
+    if first is not None:
+        first.focus = True  # the page opens on the first field to fix

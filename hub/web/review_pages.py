@@ -94,17 +94,18 @@ def _due(row: dict[str, Any], now: datetime) -> str:
     if row.get("overdue"):
         return f"overdue by {span((now - due).total_seconds())}"
     if row.get("status") != reviews.OPEN:
-        return f"was due {_when(row['due_at'])}"
+        return ""
     return f"due in {span((due - now).total_seconds())}"
 
 
 def _row(item: dict[str, Any], now: datetime) -> dict[str, Any]:
     created = _parse(item["created_at"])
+    until = _parse(item.get("resolved_at")) or now
     message = item.get("message") or ""
     return {
         **item,
         "created": _when(item["created_at"]),
-        "age": span((now - created).total_seconds()) if created else "",
+        "age": span((until - created).total_seconds()) if created else "",
         "due": _when(item.get("due_at")),
         "due_text": _due(item, now),
         "short": message if len(message) <= 160 else message[:157] + "…",
@@ -220,6 +221,10 @@ def queue_page(request: Request, login: Login = Depends(page_login)) -> Response
 
 
 # --------------------------------------------------------------------- item
+def _shown(value: Any) -> str:
+    return "(none)" if value is None else as_text(value)
+
+
 def _changes(before: Any, after: Any, path: str = "") -> list[dict[str, str]]:
     """Field-level differences of two JSON values: ``{path, before, after}`` per changed leaf."""
     if isinstance(before, dict) and isinstance(after, dict):
@@ -227,15 +232,15 @@ def _changes(before: Any, after: Any, path: str = "") -> list[dict[str, str]]:
         for key in list(before) + [k for k in after if k not in before]:
             sub = f"{path}.{key}" if path else str(key)
             if key not in after:
-                out.append({"path": sub, "before": as_text(before[key]), "after": "(removed)"})
+                out.append({"path": sub, "before": _shown(before[key]), "after": "(removed)"})
             elif key not in before:
-                out.append({"path": sub, "before": "(none)", "after": as_text(after[key])})
+                out.append({"path": sub, "before": "(none)", "after": _shown(after[key])})
             else:
                 out += _changes(before[key], after[key], sub)
         return out
     if before == after:
         return []
-    return [{"path": path or "(whole value)", "before": as_text(before), "after": as_text(after)}]
+    return [{"path": path or "(whole value)", "before": _shown(before), "after": _shown(after)}]
 
 
 def _audit(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -249,8 +254,8 @@ def _audit(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     state.append(
                         {
                             "path": key,
-                            "before": as_text(before.get(key)),
-                            "after": as_text(after[key]),
+                            "before": _shown(before.get(key)),
+                            "after": _shown(after[key]),
                         }
                     )
             if "input" in after:
@@ -513,13 +518,16 @@ def item_act(
         raise HTTPException(403, str(exc)) from None
     except InvalidInput as exc:
         return _item(
-            request, login, item_id, 422, errors=exc.errors, problem=_refused(action), **again
+            request, login, item_id, 422, errors=exc.errors, problem=_refused(action, exc), **again
         )
     except (ReviewConflict, RunStateError) as exc:
         return _item(request, login, item_id, 409, problem=str(exc), problem_status=409, **again)
     return RedirectResponse(f"/reviews/{item_id}?done={action}", status_code=303)
 
 
-def _refused(action: str) -> str:
-    what = {"edit": "input", "complete": "output"}.get(action, "form")
-    return f"Nothing was changed: the {what} needs fixing (see the messages beside the fields)."
+def _refused(action: str, exc: InvalidInput | None = None) -> str:
+    """The message above a refused form: what to do, and where the details are."""
+    if action in ("edit", "complete"):
+        what = "input" if action == "edit" else "output"
+        return f"Nothing was changed: the {what} needs fixing (see the messages beside the fields)."
+    return f"Nothing was changed: {exc}." if exc is not None else "Nothing was changed."

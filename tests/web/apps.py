@@ -157,7 +157,8 @@ def screen_png(width: int = 480, height: int = 300) -> bytes:
         if y < 36:
             return b"\x1f\x5f\xbf"
         if 60 <= y < 100 and 24 <= x < width - 24:
-            return b"\xfd\xec\xea" if 27 <= y < 97 or x > 27 else b"\xb3\x26\x1e"
+            inside = 62 <= y < 98 and 26 <= x < width - 26
+            return b"\xfd\xec\xea" if inside else b"\xb3\x26\x1e"
         if 130 <= y < 160 and 24 <= x < 300:
             return b"\xdd\xe1\xe6"
         return b"\xff\xff\xff"
