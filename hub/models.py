@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -334,3 +335,125 @@ class AuditEntry(Base):
     object_id: Mapped[str] = mapped_column(String(64))
     before: Mapped[Any] = mapped_column(JSON, nullable=True)
     after: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+# ------------------------------------------------------------------ triggers
+class WebhookDelivery(Base):
+    """A verified request to ``POST /hooks/{hook}``, stored with the run it started.
+
+    ``delivery_key`` is the provider's delivery id (``X-GitHub-Delivery``,
+    ``webhook-id``, Stripe's event id) or, when the provider sends none, a
+    hash of the signed time and the body: the unique ``(hook, delivery_key)``
+    makes a redelivered or replayed request start no second run. The body is
+    kept (up to the hook's ``max_body``) so an operator can replay it; the
+    headers are kept without their signature and secret-looking values.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("hook", "delivery_key", name="uq_webhook_deliveries_hook_delivery_key"),
+        Index("ix_webhook_deliveries_hook_received", "hook", "received_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    hook: Mapped[str] = mapped_column(String(100))
+    flow: Mapped[str] = mapped_column(String(200))
+    delivery_key: Mapped[str] = mapped_column(String(200))
+    run_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("runs.id"), nullable=True, index=True
+    )
+    #: "accepted" (a run was started), "replayed" (started again by an operator)
+    status: Mapped[str] = mapped_column(String(20), default="accepted")
+    verified_by: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    content_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    headers: Mapped[Any] = mapped_column(JSON, nullable=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    source: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_duplicate_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class WebhookRejection(Base):
+    """Requests to a hook that were refused, counted per hook, reason and minute.
+
+    Nothing of a refused request is kept but why, when and from where: a
+    flood of forged requests adds at most one row a minute per reason.
+    """
+
+    __tablename__ = "webhook_rejections"
+    __table_args__ = (
+        UniqueConstraint(
+            "hook", "reason", "minute", name="uq_webhook_rejections_hook_reason_minute"
+        ),
+        Index("ix_webhook_rejections_hook_minute", "hook", "minute"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    hook: Mapped[str] = mapped_column(String(100))
+    #: a short reason code: signature, timestamp, too_large, content_type, malformed, ...
+    reason: Mapped[str] = mapped_column(String(50))
+    minute: Mapped[datetime] = mapped_column(DateTime)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[int] = mapped_column(Integer)
+    last_detail: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    last_source: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ScheduleRow(Base):
+    """A flow's ``Schedule`` declaration as the scheduler keeps it: its state lives here.
+
+    The declaration in code says when (cron, zone, policies); this row says
+    where the schedule is: paused or not, the last fire started and the next
+    fire time (so a tick reads one indexed column instead of computing every
+    schedule). ``key`` is ``flow:name``.
+    """
+
+    __tablename__ = "schedules"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    flow: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(100))
+    cron: Mapped[str] = mapped_column(String(200))
+    tz: Mapped[str] = mapped_column(String(64))
+    misfire: Mapped[str] = mapped_column(String(20))
+    overlap: Mapped[str] = mapped_column(String(20))
+    catch_up: Mapped[float] = mapped_column(Float)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    #: false when the deployed flows no longer declare it (kept for its history)
+    declared: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_fire_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    next_fire_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ScheduleFire(Base):
+    """One fire time of a schedule and what came of it.
+
+    The unique ``(schedule_id, fire_time)`` is what makes a second scheduler
+    harmless: both may compute the same fire, one insert wins.
+    """
+
+    __tablename__ = "schedule_fires"
+    __table_args__ = (
+        UniqueConstraint(
+            "schedule_id", "fire_time", name="uq_schedule_fires_schedule_id_fire_time"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    schedule_id: Mapped[str] = mapped_column(String(32), ForeignKey("schedules.id"))
+    fire_time: Mapped[datetime] = mapped_column(DateTime)
+    #: started, skipped (overlap forbid), replaced (earlier runs cancelled), missed (misfire)
+    outcome: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("runs.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
