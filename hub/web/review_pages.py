@@ -20,7 +20,6 @@ Whatever a bot brought back (error text, page HTML, URLs) is shown as text.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -35,18 +34,14 @@ from hub import reviews
 from hub.auth import Login, Principal
 from hub.errors import Forbidden, InvalidInput, ReviewConflict, ReviewNotFound, RunStateError
 from hub.web import forms
+from hub.web import review_view as view
 from hub.web.pages import render
 from hub.web.reviews_api import artifact_response
-from hub.web.run_view import as_text
 from hub.web.security import clock, form_login, page_login
 
 router = APIRouter()
 
-#: Queue filters, as the GET form names them.
-FILTERS = ("flow", "step", "reason", "status", "assignee", "older_than", "newer_than", "overdue")
 PAGE_SIZE = 50
-#: Bytes of a page's HTML shown on the item page; the whole file is a download.
-PAGE_TEXT = 200 * 1024
 #: What the item page says after an action applied.
 DONE = {
     "claim": "You claimed this item.",
@@ -62,56 +57,7 @@ DONE = {
 NOT_FOUND = "There is no review item with this id in your teams' queue."
 
 
-# ------------------------------------------------------------------ helpers
-def _when(value: str | None) -> str:
-    """An ISO time from the service as the pages show it: ``2026-05-01 12:30`` (UTC)."""
-    return value.replace("T", " ")[:16] if value else "\u2013"
-
-
-def _parse(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.removesuffix("Z")) if value else None
-
-
-def span(seconds: float) -> str:
-    """A duration in words a person reads at a glance: ``45 s``, ``12 min``, ``3 h 5 min``, ``2 d 4 h``."""
-    seconds = abs(seconds)
-    if seconds < 60:
-        return f"{int(seconds)} s"
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
-
-
-def _due(row: dict[str, Any], now: datetime) -> str:
-    due = _parse(row.get("due_at"))
-    if due is None:
-        return "no due time"
-    if row.get("overdue"):
-        return f"overdue by {span((now - due).total_seconds())}"
-    if row.get("status") != reviews.OPEN:
-        return ""
-    return f"due in {span((due - now).total_seconds())}"
-
-
-def _row(item: dict[str, Any], now: datetime) -> dict[str, Any]:
-    created = _parse(item["created_at"])
-    until = _parse(item.get("resolved_at")) or now
-    message = item.get("message") or ""
-    return {
-        **item,
-        "created": _when(item["created_at"]),
-        "age": span((until - created).total_seconds()) if created else "",
-        "due": _when(item.get("due_at")),
-        "due_text": _due(item, now),
-        "short": message if len(message) <= 160 else message[:157] + "…",
-    }
-
-
+# ------------------------------------------------------------------ filters
 def _blank(value: str | None) -> str | None:
     value = (value or "").strip()
     return value or None
@@ -205,7 +151,7 @@ def queue_page(request: Request, login: Login = Depends(page_login)) -> Response
     status = 422 if problems else 200
     context = {
         "login": login,
-        "rows": [_row(i, now) for i in page["items"]],
+        "rows": [view.queue_row(i, now) for i in page["items"]],
         "chips": _chips(params, page["counts"]),
         "next": _link(params, cursor=page["next_cursor"]) if page["next_cursor"] else None,
         "first": _link(params) if args["cursor"] else None,
@@ -221,155 +167,22 @@ def queue_page(request: Request, login: Login = Depends(page_login)) -> Response
 
 
 # --------------------------------------------------------------------- item
-def _shown(value: Any) -> str:
-    return "(none)" if value is None else as_text(value)
-
-
-def _changes(before: Any, after: Any, path: str = "") -> list[dict[str, str]]:
-    """Field-level differences of two JSON values: ``{path, before, after}`` per changed leaf."""
-    if isinstance(before, dict) and isinstance(after, dict):
-        out: list[dict[str, str]] = []
-        for key in list(before) + [k for k in after if k not in before]:
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in after:
-                out.append({"path": sub, "before": _shown(before[key]), "after": "(removed)"})
-            elif key not in before:
-                out.append({"path": sub, "before": "(none)", "after": _shown(after[key])})
-            else:
-                out += _changes(before[key], after[key], sub)
-        return out
-    if before == after:
-        return []
-    return [{"path": path or "(whole value)", "before": _shown(before), "after": _shown(after)}]
-
-
-def _audit(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for entry in entries:
-        before, after = entry.get("before") or {}, entry.get("after") or {}
-        state, data = [], []
-        if isinstance(before, dict) and isinstance(after, dict):
-            for key in ("status", "assignee", "resolution", "reason", "note"):
-                if key in after and before.get(key) != after.get(key):
-                    state.append(
-                        {
-                            "path": key,
-                            "before": _shown(before.get(key)),
-                            "after": _shown(after[key]),
-                        }
-                    )
-            if "input" in after:
-                data = _changes(before.get("input"), after["input"])
-        action = str(entry.get("action") or "").removeprefix("review.")
-        text = after.get("text") if isinstance(after, dict) else None
-        out.append(
-            {
-                **entry,
-                "what": action,
-                "when": _when(entry.get("at")),
-                "state": state,
-                "diff": data,
-                "text": text,
-            }
-        )
-    return out
-
-
-def _assignable(s: Session, item: dict[str, Any]) -> list[str]:
-    """Names of the active users an operator may assign this item to."""
-    users = s.scalars(
-        select(m.User).where(m.User.active.is_(True), m.User.role != "viewer").order_by(m.User.name)
+def _assignable(s: Session, who: Principal, item_id: str) -> list[str]:
+    """Names of the users an operator may assign the item to, by the service's one rule."""
+    item = reviews.load(s, who, item_id)
+    names = s.scalars(
+        select(m.User.name)
+        .where(m.User.active.is_(True), m.User.role != "viewer")
+        .order_by(m.User.name)
     ).all()
-    if not item.get("team"):
-        return [u.name for u in users]
-    members = set(
-        s.scalars(
-            select(m.UserTeam.user_id)
-            .join(m.Team, m.Team.id == m.UserTeam.team_id)
-            .where(m.Team.name == item["team"])
-        ).all()
-    )
-    return [u.name for u in users if u.id in members or u.role in ("operator", "admin")]
-
-
-def _rights(who: Principal, item: dict[str, Any]) -> dict[str, Any]:
-    """What the reader may do on the item, so the page offers only that (the service decides)."""
-    is_open = item["status"] == reviews.OPEN
-    holder = item.get("assignee")
-    taken = holder not in (None, who.name) and not who.can("operator")
-    reviewer = who.can("reviewer")
-    return {
-        "comment": reviewer,
-        "act": reviewer and is_open and not taken,
-        "claim": reviewer and is_open and holder is None,
-        "unclaim": reviewer and is_open and holder is not None and not taken,
-        "assign": who.can("operator") and is_open,
-        "taken_by": holder if taken and is_open else None,
-    }
-
-
-def item_context(
-    item: dict[str, Any], who: Principal, now: datetime, users: list[str]
-) -> dict[str, Any]:
-    """The item page's template context from a :func:`hub.reviews.detail` view."""
-    question = bool(item.get("form_schema"))
-    edit = forms.build(item.get("input_schema"), "input", item.get("current_input"))
-    complete = forms.build(
-        item.get("form_schema") or item.get("output_schema"),
-        "output",
-        None if question else item.get("current_input"),
-    )
-    artifacts = [
-        {
-            **a,
-            "href": f"/reviews/{item['id']}/artifacts/{a['id']}",
-            "size_text": _size(a.get("size")),
-        }
-        for a in item.get("artifacts") or []
-    ]
-    found = item.get("evidence")
-    evidence: dict[str, Any] = found if isinstance(found, dict) else {}
-    return {
-        "item": item,
-        "row": _row(item, now),
-        "run": item["run"],
-        "rights": _rights(who, item),
-        "users": users,
-        "question": question,
-        "edit": edit,
-        "complete": complete,
-        "input_text": as_text(item.get("current_input")),
-        "original_text": as_text(item.get("input")),
-        "edited": item.get("input") != item.get("current_input"),
-        "audit": _audit(item.get("audit") or []),
-        "screenshots": [a for a in artifacts if a.get("kind") == "screenshot"],
-        "pages": [a for a in artifacts if a.get("kind") == "html"],
-        "files": [a for a in artifacts if a.get("kind") not in ("screenshot", "html")],
-        "evidence": evidence,
-        "request_text": as_text(evidence.get("request")),
-        "response_text": as_text(evidence.get("response")),
-        "kept": {},
-        "kept_errors": {},
-        "action": None,
-        "problem": None,
-        "problem_status": None,
-        "done": None,
-    }
-
-
-def _page_text(data: bytes) -> tuple[str, bool]:
-    """A page's HTML to show as text: UTF-8 (bad bytes replaced), cut at :data:`PAGE_TEXT` bytes."""
-    return data[:PAGE_TEXT].decode("utf-8", errors="replace"), len(data) > PAGE_TEXT
-
-
-def _size(size: Any) -> str:
-    if not isinstance(size, int):
-        return ""
-    if size < 1024:
-        return f"{size} bytes"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KB"
-    return f"{size / 1024 / 1024:.1f} MB"
+    out = []
+    for name in names:
+        try:
+            reviews.assignee_id(s, item, name)
+        except InvalidInput:
+            continue
+        out.append(name)
+    return out
 
 
 def _item(
@@ -380,15 +193,15 @@ def _item(
     try:
         with hub.store.read() as s:
             item = reviews.detail(s, who, item_id, registry=hub.registry, now=now)
-            users = _assignable(s, item) if who.can("operator") else []
+            users = _assignable(s, who, item_id) if who.can("operator") else []
             texts = {
-                a["id"]: _page_text(reviews.artifact(s, who, item_id, a["id"]).data)
+                a["id"]: view.page_text(reviews.artifact(s, who, item_id, a["id"]).data)
                 for a in item.get("artifacts") or []
                 if a.get("kind") == "html"
             }
     except ReviewNotFound:
         raise HTTPException(404, NOT_FOUND) from None
-    context = item_context(item, who, now, users)
+    context = view.item_context(item, who, now, users)
     for page in context["pages"]:
         page["text"], page["truncated"] = texts.get(page["id"], ("", False))
     posted: FormData | None = extra.pop("posted", None)
@@ -506,7 +319,7 @@ def item_act(
             item = reviews.detail(s, who, item_id, registry=hub.registry, now=now)
     except ReviewNotFound:
         raise HTTPException(404, NOT_FOUND) from None
-    kwargs, errors = _arguments(action, form, item_context(item, who, now, []))
+    kwargs, errors = _arguments(action, form, view.item_context(item, who, now, []))
     again = {"posted": form, "action": action}
     if errors:  # a text that is not a number, broken JSON: nothing was sent to the service
         return _item(request, login, item_id, 422, errors=errors, problem=_refused(action), **again)

@@ -10,20 +10,16 @@ viewer's action is 403, and of two reviewers the second gets 409.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
-from enum import StrEnum
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 from markupsafe import escape
-from pydantic import BaseModel, Field, TypeAdapter
 from sqlalchemy import select
-from starlette.datastructures import FormData
 
 from hub import Flow
 from hub import models as m
@@ -31,7 +27,8 @@ from hub.models import utcnow
 from hub.registry import Registry
 from hub.runtime import Hub
 from hub.settings import Settings
-from hub.web import create_app, forms
+from hub.web import create_app
+from hub.web import review_view as view
 from hub.web.security import CSP
 from tests.web.apps import (
     BIG,
@@ -780,203 +777,6 @@ def test_a_closed_item_offers_no_actions_and_refuses_them_clearly(hub: Hub, as_u
     assert snapshot(hub) == before
 
 
-# ------------------------------------------------------------ forms.py
-class Address(BaseModel):
-    street: str
-    country: Literal["DE", "FR"] = "DE"
-
-
-class Kind(StrEnum):
-    plain = "plain"
-    rush = "rush"
-
-
-class Sample(BaseModel):
-    name: str = Field(min_length=1, description="Who it is for.")
-    count: int = Field(ge=0)
-    ratio: float = 0.5
-    active: bool = False
-    maybe: bool | None = None
-    kind: Kind = Kind.plain
-    address: Address
-    backup: Address | None = None
-    tags: list[str] = []
-    extra: dict[str, int] = {}
-    note: str | None = None
-    long: str = Field("", max_length=2000)
-    when: date | None = None
-
-
-class Tree(BaseModel):
-    label: str
-    child: Tree
-
-
-SAMPLE = TypeAdapter(Sample).json_schema()
-VALUE = {
-    "name": "Ada",
-    "count": 3,
-    "ratio": 0.25,
-    "active": True,
-    "maybe": None,
-    "kind": "rush",
-    "address": {"street": "Main St 1", "country": "FR"},
-    "backup": None,
-    "tags": ["a", "b"],
-    "extra": {"x": 1},
-    "note": None,
-    "long": "",
-    "when": "2026-05-01",
-}
-
-
-def by_name(form: forms.Form) -> dict[str, forms.Field]:
-    return {f.name: f for f in form.walk()}
-
-
-def test_a_schema_becomes_fields_by_type_with_refs_and_optionals_resolved() -> None:
-    fields = by_name(forms.build(SAMPLE, "input", VALUE))
-    kinds = {name: f.kind for name, f in fields.items()}
-    assert kinds == {
-        "input.name": "text",
-        "input.count": "number",
-        "input.ratio": "number",
-        "input.active": "checkbox",
-        "input.maybe": "select",  # yes / no / none
-        "input.kind": "select",
-        "input.address": "group",
-        "input.address.street": "text",
-        "input.address.country": "select",
-        "input.backup": "json",  # an object that may be null: edited as JSON
-        "input.tags": "json",
-        "input.extra": "json",
-        "input.note": "text",
-        "input.long": "textarea",
-        "input.when": "text",
-    }
-    assert fields["input.count"].integer and not fields["input.ratio"].integer
-    assert fields["input.count"].minimum == "0"
-    assert fields["input.name"].required and not fields["input.ratio"].required
-    assert fields["input.name"].description == "Who it is for."
-    assert fields["input.note"].nullable and fields["input.when"].input_type == "date"
-    assert fields["input.kind"].options == [("plain", "plain"), ("rush", "rush")]
-    assert fields["input.address.country"].value == "FR"  # from the value, through $defs
-    assert fields["input.active"].checked and fields["input.count"].value == "3"
-    assert fields["input.tags"].value == '[\n  "a",\n  "b"\n]'
-    assert fields["input.address.street"].id == "f-input-address-street"
-
-
-def test_a_submitted_form_is_coerced_by_the_schema_into_valid_json() -> None:
-    form = forms.build(SAMPLE, "input")
-    posted = FormData(
-        [
-            ("input.name", "Ada"),
-            ("input.count", "3"),
-            ("input.ratio", "0.25"),
-            ("input.active", "false"),
-            ("input.active", "true"),
-            ("input.maybe", ""),
-            ("input.kind", "rush"),
-            ("input.address.street", "Main St 1"),
-            ("input.address.country", "FR"),
-            ("input.backup", '{"street": "Side St 2"}'),
-            ("input.tags", '["a", "b"]'),
-            ("input.extra", ""),
-            ("input.note", ""),
-            ("input.long", "line one\nline two"),
-            ("input.when", "2026-05-01"),
-        ]
-    )
-    value, errors = forms.read(form, posted)
-    assert errors == []
-    assert value == {
-        "name": "Ada",
-        "count": 3,
-        "ratio": 0.25,
-        "active": True,
-        "maybe": None,
-        "kind": "rush",
-        "address": {"street": "Main St 1", "country": "FR"},
-        "backup": {"street": "Side St 2"},
-        "tags": ["a", "b"],
-        "note": None,
-        "long": "line one\nline two",
-        "when": "2026-05-01",
-    }  # "extra" left empty: left out, so the model's default applies
-    TypeAdapter(Sample).validate_python(value)
-    unticked, _ = forms.read(form, FormData([("input.active", "false")]))
-    assert unticked == {"active": False, "address": {}}
-
-
-def test_text_that_cannot_be_coerced_is_a_field_error() -> None:
-    form = forms.build(SAMPLE, "input")
-    posted = FormData(
-        [
-            ("input.count", "12x"),
-            ("input.ratio", "inf"),
-            ("input.kind", "slow"),
-            ("input.tags", '["a",'),
-            ("input.address.street", "x"),
-        ]
-    )
-    value, errors = forms.read(form, posted)
-    assert {tuple(e["loc"]): e["msg"] for e in errors} == {
-        ("count",): "not a whole number: '12x'",
-        ("ratio",): "not a finite number: 'inf'",
-        ("kind",): "choose one of: plain, rush",
-        ("tags",): "not valid JSON (Expecting value at line 1, column 6)",
-    }
-    assert value == {"address": {"street": "x"}}
-    assert forms.read(form, FormData([("input.count", "7.0")]))[0]["count"] == 7
-
-
-def test_errors_go_beside_their_fields_and_the_rest_above_the_form() -> None:
-    form = forms.build(SAMPLE, "input", VALUE)
-    forms.refill(form, FormData([("input.count", "-4"), ("input.name", "")]))
-    forms.place(
-        form,
-        [
-            {"loc": ["count"], "msg": "Input should be greater than or equal to 0"},
-            {"loc": ("address", "street"), "msg": "Field required"},
-            {"loc": ["tags", 1], "msg": "Input should be a valid string"},
-            {"loc": [], "msg": "the order and the customer disagree"},
-            {"loc": ["nowhere"], "msg": "Extra inputs are not permitted"},
-        ],
-    )
-    fields = by_name(form)
-    assert fields["input.count"].error == "Input should be greater than or equal to 0"
-    assert fields["input.count"].value == "-4"  # as typed
-    assert fields["input.name"].value == ""
-    assert fields["input.address.street"].error == "Field required"
-    assert fields["input.tags"].error == "1: Input should be a valid string"
-    assert form.errors == [
-        "the order and the customer disagree",
-        "nowhere: Extra inputs are not permitted",
-    ]
-
-
-def test_without_a_schema_the_whole_value_is_one_json_field() -> None:
-    form = forms.build(None, "output", {"a": [1, 2]})
-    assert form.whole and [(f.name, f.kind) for f in form.fields] == [("output", "json")]
-    assert json.loads(form.fields[0].value) == {"a": [1, 2]}
-    assert forms.read(form, FormData([("output", '{"b": true}')])) == ({"b": True}, [])
-    value, errors = forms.read(form, FormData([("output", "{")]))
-    assert value is None and errors[0]["loc"] == [] and "not valid JSON" in errors[0]["msg"]
-    forms.place(form, [{"loc": [], "msg": "Input should be a valid dictionary"}])
-    assert form.fields[0].error == "Input should be a valid dictionary" and form.errors == []
-    number = forms.build({"type": "integer"}, "input", 5)
-    assert number.whole and number.fields[0].kind == "number" and number.fields[0].value == "5"
-    assert forms.read(number, FormData([("input", "6")])) == (6, [])
-
-
-def test_a_model_that_refers_to_itself_stops_at_a_json_field() -> None:
-    form = forms.build(TypeAdapter(Tree).json_schema(), "input")
-    names = [f.name for f in form.walk()]
-    assert names[:3] == ["input.label", "input.child", "input.child.label"]
-    deepest = [f for f in form.walk() if f.kind == "json"]
-    assert len(deepest) == 1 and deepest[0].name.count(".child") == forms.MAX_DEPTH
-
-
 # FastAPI silences a pydantic warning with warnings.catch_warnings(), which is not
 # thread-safe (see the same test of the JSON API); a test-harness artefact.
 @pytest.mark.filterwarnings("ignore::pydantic.warnings.UnsupportedFieldAttributeWarning")
@@ -1018,3 +818,27 @@ def test_two_reviewers_posting_at_the_same_moment_one_applies_the_other_gets_409
     resumes = [p for p in hub.published[sent:] if p[0] == step_id]  # type: ignore[attr-defined]
     assert len(resumes) == 1
     assert [a.action for a in audit_rows(hub, item_id)] == ["review.retry"]
+
+
+# ------------------------------------------------------------ review_view.py
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0 s"), (59.9, "59 s"), (61, "1 min"), (3599.4, "1 h"), (7199.2, "2 h"),
+     (3 * 3600 + 300, "3 h 5 min"), (50 * 3600, "2 d 2 h"), (-90, "2 min")],
+)  # fmt: skip
+def test_a_duration_reads_at_a_glance(seconds: float, text: str) -> None:
+    assert view.span(seconds) == text
+
+
+def test_the_diff_of_an_edited_input_names_each_changed_field() -> None:
+    before = {"id": "A-1", "customer": {"name": "ACME", "vat": None}, "lines": [1, 2], "old": 1}
+    after = {"id": "A-1", "customer": {"name": "Acme AG", "vat": "DE1"}, "lines": [1], "new": True}
+    assert view.changes(before, after) == [
+        {"path": "customer.name", "before": "ACME", "after": "Acme AG"},
+        {"path": "customer.vat", "before": "(none)", "after": "DE1"},
+        {"path": "lines", "before": "[\n  1,\n  2\n]", "after": "[\n  1\n]"},
+        {"path": "old", "before": "1", "after": "(removed)"},
+        {"path": "new", "before": "(none)", "after": "true"},
+    ]
+    assert view.changes(5, 6) == [{"path": "(whole value)", "before": "5", "after": "6"}]
+    assert view.changes(before, before) == []
