@@ -13,7 +13,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from hub.cli_hooks import hooks_app
 from hub.cli_reviews import reviews_app
+from hub.cli_schedules import schedules_app
 from hub.cli_users import first_admin, users_app
 from hub.errors import HubError, InvalidInput
 from hub.settings import Settings
@@ -30,6 +32,8 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(reviews_app, name="reviews")
+app.add_typer(hooks_app, name="hooks")
+app.add_typer(schedules_app, name="schedules")
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 STATUSES = ("queued", "running", "needs_review", "succeeded", "failed", "cancelled")

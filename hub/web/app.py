@@ -34,7 +34,7 @@ from hub.errors import (
     RunStateError,
 )
 from hub.models import utcnow
-from hub.web import api, pages, review_pages, reviews_api
+from hub.web import api, hooks, pages, review_pages, reviews_api, schedules
 from hub.web.security import LoginRequired, SecurityHeaders
 
 HERE = Path(__file__).parent
@@ -81,6 +81,8 @@ def create_app(hub: Any, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     app.include_router(reviews_api.router)
     app.include_router(pages.router)
     app.include_router(review_pages.router)
+    app.include_router(hooks.router)
+    app.include_router(schedules.router)
     return app
 
 
