@@ -16,6 +16,7 @@
     ├── ReviewNotFound            no review item of that id the asker may see (404)
     ├── Forbidden                 the asker's role may not do that (403)
     ├── IdempotencyConflict       an idempotency key reused with another body
+    │   └── RequestInFlight       that key's first request is still being handled (409)
     ├── SignatureError            a webhook delivery failed verification (401)
     └── AccountError              a user or token that does not exist, or a bad name/role
 
@@ -128,6 +129,14 @@ class RunNotFound(HubError, LookupError):
 
 class IdempotencyConflict(HubError):
     """An idempotency key was reused with a different input."""
+
+
+class RequestInFlight(IdempotencyConflict):
+    """Another request with the same idempotency key is being handled right now.
+
+    Answered 409 with ``Retry-After``: retried a moment later, the request
+    gets the run the first one made.
+    """
 
 
 class SignatureError(HubError):

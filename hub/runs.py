@@ -20,6 +20,7 @@ from hub import models as m
 from hub.errors import (
     IdempotencyConflict,
     NeedsReview,
+    RequestInFlight,
     RunNotFound,
     classify,
 )
@@ -79,6 +80,7 @@ def create_run(
     now = engine.clock()
     digest = input_hash(data)
     if key is not None:
+        _hold_key(s, flow.name, key)
         existing = s.scalar(select(Run).where(Run.flow == flow.name, Run.idempotency_key == key))
         if existing is not None:
             if existing.input_hash != digest:
@@ -103,6 +105,25 @@ def create_run(
     first = new_row(s, run.id, flow.first, data, None, now)
     event(s, run.id, "run.created", now, data={"trigger": trigger})
     return Started(run.id, True), [(first.id, first.queue, None)]
+
+
+def _hold_key(s: Session, flow: str, key: str) -> None:
+    """Take the key's lock for this transaction, or :class:`RequestInFlight` if another has it.
+
+    On PostgreSQL a transaction-scoped advisory lock on a hash of (flow, key):
+    a second request with the key while the first is still being handled is
+    told so at once instead of waiting. SQLite runs one write at a time, so
+    there the second simply waits for the first and gets its run.
+    """
+    if s.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"hub.run:{flow}:{key}".encode()).digest()
+    lock = int.from_bytes(digest[:8], "big", signed=True)
+    if not s.scalar(select(func.pg_try_advisory_xact_lock(lock))):
+        raise RequestInFlight(
+            f"a request with idempotency key {key!r} for flow {flow!r} is being handled "
+            "right now; retry in a moment to get its run"
+        )
 
 
 def new_row(

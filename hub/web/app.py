@@ -30,6 +30,7 @@ from hub.errors import (
     HubError,
     IdempotencyConflict,
     InvalidInput,
+    RequestInFlight,
     RunNotFound,
     RunStateError,
 )
@@ -40,6 +41,7 @@ from hub.web.security import LoginRequired, SecurityHeaders
 HERE = Path(__file__).parent
 
 _STATUS = {
+    RequestInFlight: 409,
     FlowNotFound: 404,
     RunNotFound: 404,
     AccountError: 404,
@@ -102,7 +104,8 @@ def _errors(app: FastAPI) -> None:
         body: dict[str, Any] = {"error": type(exc).__name__, "detail": str(exc)}
         if isinstance(exc, InvalidInput):
             body["errors"] = json.loads(json.dumps(exc.errors, default=str))
-        return JSONResponse(body, status_code=status)
+        headers = {"retry-after": "1"} if isinstance(exc, RequestInFlight) else None
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def request_error(_req: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,6 +6,7 @@ run paused for review execute its steps in-process with the same engine.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,56 @@ def test_the_same_idempotency_key_with_another_body_is_422(client: TestClient) -
     assert body["error"] == "IdempotencyConflict"
     assert first["id"] in body["detail"]
     assert len(client.get("/api/runs").json()) == 1
+
+
+def test_a_key_whose_first_request_is_still_in_flight_is_409_then_its_run(
+    client: TestClient, hub: Hub, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RELIABILITY 33: while the first request with a key is being handled, a second is 409."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one write at a time: the second request waits and gets the run")
+    import hub.runs as runs_module
+
+    inside, release = threading.Event(), threading.Event()
+    real_new_row = runs_module.new_row
+
+    def slow_new_row(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is worker:  # only the first request is held
+            inside.set()
+            assert release.wait(10), "the test never released the first request"
+        return real_new_row(*args, **kwargs)
+
+    monkeypatch.setattr(runs_module, "new_row", slow_new_row)
+    first: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: first.append(
+            hub.engine.start_run("hello", {"name": "Ada"}, trigger="api", idempotency_key="k-1")
+        )
+    )
+    worker.start()
+    try:
+        assert inside.wait(10)
+        busy = client.post(
+            "/api/flows/hello/runs", json={"name": "Ada"}, headers={"Idempotency-Key": "k-1"}
+        )
+        assert busy.status_code == 409
+        assert busy.headers["retry-after"] == "1"
+        assert busy.json()["error"] == "RequestInFlight"
+        assert "'k-1'" in busy.json()["detail"]
+        other = client.post(  # another key is not held up
+            "/api/flows/hello/runs", json={"name": "Ada"}, headers={"Idempotency-Key": "k-2"}
+        )
+    finally:
+        release.set()
+        worker.join(10)
+    assert other.status_code == 201
+    monkeypatch.setattr(runs_module, "new_row", real_new_row)
+    again = client.post(
+        "/api/flows/hello/runs", json={"name": "Ada"}, headers={"Idempotency-Key": "k-1"}
+    )
+    assert again.status_code == 200
+    assert again.json()["id"] == first[0].run_id
+    assert len(client.get("/api/runs").json()) == 2
 
 
 def test_an_invalid_body_is_422_with_field_errors_and_stores_nothing(client: TestClient) -> None:
