@@ -151,6 +151,22 @@ def size_text(size: Any) -> str:
     return f"{size / 1024 / 1024:.1f} MB"
 
 
+def http_text(message: Any) -> str:
+    """A recorded request or response as a person reads HTTP: first line, headers, body."""
+    if not isinstance(message, dict):
+        return as_text(message)
+    first = " ".join(str(message[k]) for k in ("method", "url") if message.get(k))
+    if message.get("status") is not None:
+        first = f"{first} status {message['status']}".strip()
+    headers = message.get("headers")
+    lines = [first] if first else []
+    if isinstance(headers, dict):
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+    if message.get("body") not in (None, ""):
+        lines += ["", as_text(message["body"])]
+    return "\n".join(lines)
+
+
 def page_text(data: bytes) -> tuple[str, bool]:
     """A page's HTML to show as text: UTF-8 (bad bytes replaced), cut at :data:`PAGE_TEXT` bytes."""
     return data[:PAGE_TEXT].decode("utf-8", errors="replace"), len(data) > PAGE_TEXT
@@ -194,8 +210,8 @@ def item_context(
         "pages": [a for a in artifacts if a.get("kind") == "html"],
         "files": [a for a in artifacts if a.get("kind") not in ("screenshot", "html")],
         "evidence": evidence,
-        "request_text": as_text(evidence.get("request")),
-        "response_text": as_text(evidence.get("response")),
+        "request_text": http_text(evidence.get("request")),
+        "response_text": http_text(evidence.get("response")),
         "kept": {},
         "kept_errors": {},
         "action": None,

@@ -184,6 +184,15 @@ def key_in(ctx: StepContext, data: Invoice) -> Keyed:
         ctx.evidence.screenshot(screen_png(), name="screen.png")
         ctx.evidence.html(ERP_PAGE, url="https://erp.example/invoices/new", title="New invoice")
         ctx.evidence.note("invoice", data.number)
+        ctx.evidence.http(
+            request={
+                "method": "POST",
+                "url": "https://erp.example/api/invoices",
+                "headers": {"Authorization": "Bearer s3cret-t0ken", "Content-Type": "text/plain"},
+                "body": f"invoice {data.number}",
+            },
+            response={"status": 422, "headers": {}, "body": "<b>amount over the limit</b>"},
+        )
         ctx.log.warning("the ERP refused invoice %s", data.number)
         raise BusinessError(f"the ERP refused invoice {data.number}: <b>amount over the limit</b>")
     return Keyed(number=data.number, erp_id=f"ERP-{data.number}")

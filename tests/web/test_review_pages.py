@@ -842,3 +842,17 @@ def test_the_diff_of_an_edited_input_names_each_changed_field() -> None:
     ]
     assert view.changes(5, 6) == [{"path": "(whole value)", "before": "5", "after": "6"}]
     assert view.changes(before, before) == []
+
+
+def test_the_last_http_exchange_shows_as_text_with_secrets_redacted(hub: Hub, as_user: Any) -> None:
+    _, item_id = paused(hub, "invoice_entry", LATE_INVOICE)
+    text = as_user("anna").get(f"/reviews/{item_id}").text
+    request = re.search(r"<h3>Request</h3><pre class=\"text\">([^<]*)</pre>", text)
+    response = re.search(r"<h3>Response</h3><pre class=\"text\">([^<]*)</pre>", text)
+    assert request and response
+    assert request.group(1) == (
+        "POST https://erp.example/api/invoices\n"
+        "Authorization: [redacted]\nContent-Type: text/plain\n\ninvoice INV-7"
+    )
+    assert response.group(1) == "status 422\n\n&lt;b&gt;amount over the limit&lt;/b&gt;"
+    assert "s3cret" not in text
