@@ -468,7 +468,7 @@ def test_a_get_on_an_action_url_is_405(hub: Hub, as_user: Any) -> None:
     for action in ("retry", "skip", "claim"):
         got = anna.get(f"/reviews/{item_id}/{action}")
         assert got.status_code == 405, action
-        assert "POST" in got.headers.get("allow", "POST")
+        assert "Method Not Allowed" in got.text
     assert snapshot(hub) == before
 
 
