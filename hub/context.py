@@ -1,13 +1,38 @@
-"""What a step sees while it runs."""
+"""What a step sees while it runs, and the services a worker lends it (browser, desktop)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from hub.evidence import Evidence
+
+log = logging.getLogger("hub.context")
+
+
+class Service(Protocol):
+    """Something a worker process lends to steps: a warm browser, a display.
+
+    The engine calls :meth:`open` the first time a step asks for it (``ctx.browser``)
+    and :meth:`close` when the step has returned or raised, BEFORE the result is
+    stored: with ``error`` set, ``close`` records what the reviewer will need
+    (screenshot, trace, page HTML) in ``ctx.evidence``. ``close`` must not raise.
+    """
+
+    def open(self, ctx: StepContext) -> Any: ...
+
+    def close(self, ctx: StepContext, resource: Any, error: BaseException | None) -> None: ...
+
+
+#: What to do when a step asks for a service this worker does not have.
+MISSING = {
+    "browser": 'run the step on a browser worker: `@step(queue="browser")` and '
+    "`hub worker --queues browser` (needs the `browser` extra and Chromium; see `hub doctor`)",
+    "desktop": 'run the step on a desktop worker: `@step(queue="desktop")` and '
+    "`hub worker --queues desktop` (needs the `desktop` extra and a display; see `hub doctor`)",
+}
 
 
 @dataclass
@@ -33,8 +58,42 @@ class StepContext:
     item: int | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("hub.step"))
     _outputs: Callable[[str], Any] | None = field(default=None, repr=False)
-    services: dict[str, Any] = field(default_factory=dict, repr=False)
+    services: dict[str, Service] = field(default_factory=dict, repr=False)
     evidence: Evidence = field(default_factory=Evidence, repr=False)
+    _open: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def service(self, name: str) -> Any:
+        """The resource of service ``name`` for this step, opened on first use."""
+        if name in self._open:
+            return self._open[name]
+        provider = self.services.get(name)
+        if provider is None:
+            fix = MISSING.get(name, f"register a {name!r} service on this worker")
+            raise RuntimeError(
+                f"step {self.step!r} asked for ctx.{name}, but this worker has none: {fix}"
+            )
+        resource = provider.open(self)
+        self._open[name] = resource
+        return resource
+
+    @property
+    def browser(self) -> Any:
+        """A Playwright ``Page`` in a fresh browser context of this worker's warm browser."""
+        return self.service("browser")
+
+    @property
+    def desktop(self) -> Any:
+        """This worker's display, leased to this step alone (see ``bots.desktop``)."""
+        return self.service("desktop")
+
+    def close_services(self, error: BaseException | None) -> None:
+        """Close what the step opened, newest first; a failing close is logged, not raised."""
+        while self._open:
+            name, resource = self._open.popitem()
+            try:
+                self.services[name].close(self, resource, error)
+            except Exception:
+                log.exception("closing the %s of step %s failed", name, self.key)
 
     def output_of(self, step: str) -> Any:
         """The stored output of an earlier step of this run (JSON, as stored).

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from hub import control
 from hub import models as m
-from hub.context import StepContext
+from hub.context import Service, StepContext
 from hub.errors import (
     BusinessError,
     InvalidInput,
@@ -104,6 +104,9 @@ class Engine:
         self.settings = settings or Settings()
         self.clock = clock
         self._heartbeat = Heartbeat(self)
+        #: what this process lends to steps (``ctx.browser``, ``ctx.desktop``); see
+        #: :class:`hub.context.Service`. Workers of the browser and desktop queues fill it.
+        self.services: dict[str, Service] = {}
 
     # ------------------------------------------------------------------ start
     def start_run(
@@ -323,14 +326,22 @@ class Engine:
         except InvalidInput as exc:
             raise BusinessError(str(exc)) from exc
         args: list[Any] = []
-        if step.takes_ctx:
-            args.append(self._context(flow, step, claim, evidence))
+        ctx = self._context(flow, step, claim, evidence) if step.takes_ctx else None
+        if ctx is not None:
+            args.append(ctx)
         if step.takes_data:
             args.append(data)
-        with _time_limit(step.timeout, step.name):
-            result = step.fn(*args)
-            if step.is_async:
-                result = asyncio.run(result)
+        try:
+            with _time_limit(step.timeout, step.name):
+                result = step.fn(*args)
+                if step.is_async:
+                    result = asyncio.run(result)
+        except BaseException as exc:
+            if ctx is not None:
+                ctx.close_services(exc)
+            raise
+        if ctx is not None:
+            ctx.close_services(None)
         try:
             return step.dump_output(result)
         except InvalidInput as exc:
@@ -358,6 +369,7 @@ class Engine:
             run_input=claim.run_input,
             item=claim.item,
             _outputs=outputs,
+            services=self.services,
             evidence=evidence,
         )
 
