@@ -41,7 +41,7 @@ def serve(hub: Any, *, once: bool = False, stop: threading.Event | None = None) 
     every = hub.settings.tick_seconds
     syncer = schedules.Syncer(hub)
     try:
-        schedules.declarations(hub.registry)
+        schedules.declarations(hub.engine.registry)
     except FlowDefinitionError as exc:
         raise SystemExit(f"error: {exc}") from None
     log.info("scheduler ticking every %.2f s", every)

@@ -149,20 +149,22 @@ def trigger_of(key: str) -> str:
 def sync(
     hub: Any, now: datetime | None = None, found: dict[str, Declared] | None = None
 ) -> dict[str, int]:
-    """Make the rows match the declarations of ``hub.registry`` (see "Sync").
+    """Make the rows match the declarations of the loaded flows (see "Sync").
 
+    ``hub`` here and below is the runtime hub, a ``LocalHub``, or an engine.
     Returns counts: ``added``, ``updated``, ``undeclared``.
     """
-    now = now or hub.engine.clock()
-    wanted = declarations(hub.registry) if found is None else found
+    engine = _engine(hub)
+    now = now or engine.clock()
+    wanted = declarations(engine.registry) if found is None else found
 
     def work(s: Session) -> dict[str, int]:
         return _sync(s, wanted, now)
 
     try:
-        return dict(hub.store.run(work))
+        return dict(engine.store.run(work))
     except IntegrityError:  # another scheduler inserted the same new key first
-        return dict(hub.store.run(work))
+        return dict(engine.store.run(work))
 
 
 def _sync(s: Session, wanted: dict[str, Declared], now: datetime) -> dict[str, int]:
@@ -209,7 +211,7 @@ class Syncer:
 
     def __call__(self, now: datetime) -> dict[str, int] | None:
         """Sync if needed; None when nothing changed. Raises what :func:`sync` raises."""
-        found = declarations(self.hub.registry)
+        found = declarations(_engine(self.hub).registry)
         mark = tuple(
             (k, *(getattr(d.schedule, f) for f in _TIMING)) for k, d in sorted(found.items())
         )
@@ -232,9 +234,9 @@ def fire_due(
     ``taken``: fires another scheduler had already recorded. Database errors
     propagate (the scheduler logs them and ticks again).
     """
-    engine = hub.engine
+    engine = _engine(hub)
     now = now or engine.clock()
-    with hub.store.read() as s:
+    with engine.store.read() as s:
         ids = s.scalars(
             select(ScheduleRow.id)
             .where(
@@ -254,7 +256,7 @@ def fire_due(
         def work(s: Session, schedule_id: str = schedule_id) -> tuple[list[Dispatch], Counter[str]]:
             return _fire(engine, s, schedule_id, found, now, grace)
 
-        dispatch, done = hub.store.run(work)
+        dispatch, done = engine.store.run(work)
         engine.dispatch(dispatch)
         counts.update(done)
     return dict(counts)
@@ -446,12 +448,14 @@ def _fire_row(row: ScheduleRow, fire_time: datetime, outcome: str, now: datetime
 # ------------------------------------------------------------ pause, resume
 def pause(hub: Any, key: str, *, by: str, now: datetime | None = None) -> bool:
     """Pause the schedule ``key``; False if it was paused already. Audited."""
-    return bool(hub.store.run(lambda s: _set_paused(s, key, True, by, now or hub.engine.clock())))
+    engine = _engine(hub)
+    return bool(engine.store.run(lambda s: _set_paused(s, key, True, by, now or engine.clock())))
 
 
 def resume(hub: Any, key: str, *, by: str, now: datetime | None = None) -> bool:
     """Resume ``key`` from now (nothing due while paused is caught up). Audited."""
-    return bool(hub.store.run(lambda s: _set_paused(s, key, False, by, now or hub.engine.clock())))
+    engine = _engine(hub)
+    return bool(engine.store.run(lambda s: _set_paused(s, key, False, by, now or engine.clock())))
 
 
 def _set_paused(s: Session, key: str, paused: bool, by: str, now: datetime) -> bool:
@@ -482,7 +486,7 @@ def _state(row: ScheduleRow) -> dict[str, Any]:
 # -------------------------------------------------------------------- reads
 def list_schedules(hub: Any) -> list[dict[str, Any]]:
     """Every schedule row, declared ones first, with its last fire's outcome."""
-    with hub.store.read() as s:
+    with _engine(hub).store.read() as s:
         rows = s.scalars(
             select(ScheduleRow).order_by(ScheduleRow.declared.desc(), ScheduleRow.key)
         ).all()
@@ -504,8 +508,9 @@ def describe(
     hub: Any, key: str, now: datetime | None = None, *, history: int = 50
 ) -> dict[str, Any]:
     """One schedule: its summary, next ten fire times, fires with outcome and run, misses."""
-    now = now or hub.engine.clock()
-    with hub.store.read() as s:
+    engine = _engine(hub)
+    now = now or engine.clock()
+    with engine.store.read() as s:
         row = s.scalar(select(ScheduleRow).where(ScheduleRow.key == key))
         if row is None:
             raise ScheduleNotFound(f"no schedule {key!r}; `hub schedules` lists them")
@@ -576,6 +581,11 @@ def _times(moment: datetime, tz: str) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------- helpers
+def _engine(hub: Any) -> Any:
+    """The engine of a runtime hub or ``LocalHub`` (or ``hub`` itself, an engine)."""
+    return getattr(hub, "engine", hub)
+
+
 def next_fire(cron: str, tz: str, after: datetime) -> datetime | None:
     """The first fire time strictly after ``after``, naive UTC; None if it never fires."""
     upcoming = next(fire_times(cron, tz, after, limit=1), None)
