@@ -76,6 +76,26 @@ class StepContext:
         self._open[name] = resource
         return resource
 
+    def secret(self, name: str) -> str:
+        """The secret called ``name``, from the environment variable ``HUB_SECRET_<NAME>``.
+
+        The value is masked in this step's evidence and log lines at once
+        (see :meth:`hub.evidence.Evidence.mask`). Raises ``KeyError`` naming
+        the variable to set when it is missing.
+        """
+        import os
+        import re
+
+        variable = "HUB_SECRET_" + re.sub(r"[^A-Za-z0-9]+", "_", name).upper()
+        value = os.environ.get(variable)
+        if not value:
+            raise KeyError(
+                f"secret {name!r} is not set: set the environment variable {variable} "
+                "on the workers that run this step"
+            )
+        self.evidence.mask(value)
+        return value
+
     @property
     def browser(self) -> Any:
         """A Playwright ``Page`` in a fresh browser context of this worker's warm browser."""

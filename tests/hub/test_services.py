@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from hub import BusinessError, Flow, StepContext, step
@@ -113,3 +114,18 @@ def test_asking_for_a_service_this_worker_lacks_says_how_to_get_one(
         item = s.scalars(select(m.ReviewItem).where(m.ReviewItem.run_id == run_id)).one()
     assert "asked for ctx.desktop, but this worker has none" in item.message
     assert "hub worker --queues desktop" in item.message
+
+
+def test_a_secret_comes_from_the_environment_and_is_masked_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ctx = StepContext(
+        run_id="r", flow="f", step="s", key="s", attempt=1, idempotency_key="k", run_input={}
+    )
+    monkeypatch.setenv("HUB_SECRET_LEGACY_ERP", "pa55-word-x")
+    assert ctx.secret("legacy-erp") == "pa55-word-x"
+    ctx.evidence.action("typed pa55-word-x")
+    assert ctx.evidence.record() == {"actions": ["typed [redacted]"]}
+    monkeypatch.delenv("HUB_SECRET_LEGACY_ERP")
+    with pytest.raises(KeyError, match="set the environment variable HUB_SECRET_CRM"):
+        ctx.secret("crm")
