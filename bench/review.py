@@ -61,6 +61,7 @@ if str(ROOT) not in sys.path:
 
 from bench import review_data as data  # noqa: E402
 from bench.review_flows import FLOWS, registry  # noqa: E402
+from bench.review_snapshot import Snapshot  # noqa: E402
 
 TARGET_QUEUE_MS = 100.0
 TARGET_ITEM_MS = 100.0
@@ -444,7 +445,7 @@ def prepare(args: argparse.Namespace) -> str:
     marker = data.read_marker(args.pg_url, args.db)
     wanted = spec.marker()
     if args.reuse and marker and {k: marker.get(k) for k in wanted} == wanted:
-        if data.Snapshot(url).restore():
+        if Snapshot(url).restore():
             log("put back the rows a previous run's actions changed")
         log(f"reusing database {args.db} (loaded {marker.get('loaded_at')})")
         return url
@@ -555,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = table_counts(url)
     log("rows: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
     bench = Bench(url, args)
-    snapshot = data.Snapshot(url)
+    snapshot = Snapshot(url)
     try:
         for kind, path in bench.pages.items():
             log(f"{kind} page: {'GET ' + path if path else 'not present'}")
