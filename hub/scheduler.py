@@ -34,16 +34,16 @@ def serve(hub: Any, *, once: bool = False, stop: threading.Event | None = None) 
     at once with the error, as a flow module that does not import does.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        schedules.declarations(hub.engine.registry)
+    except FlowDefinitionError as exc:
+        raise SystemExit(f"error: {exc}") from None
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     every = hub.settings.tick_seconds
     syncer = schedules.Syncer(hub)
-    try:
-        schedules.declarations(hub.engine.registry)
-    except FlowDefinitionError as exc:
-        raise SystemExit(f"error: {exc}") from None
     log.info("scheduler ticking every %.2f s", every)
     while not stop.is_set():
         started = time.monotonic()

@@ -595,3 +595,18 @@ def test_two_scheduler_processes_for_a_minute_start_one_run_per_fire(
         assert len({f.run_id for f in all_fires}) == len(all_fires)
     finally:
         hub.close()
+
+
+def test_the_scheduler_refuses_to_start_with_two_schedules_of_one_name(
+    local_hub: LocalHubFactory,
+) -> None:
+    from types import SimpleNamespace
+
+    from hub.scheduler import serve
+
+    twice = scheduled(Schedule(EVERY_10S, name="a"), Schedule("0 * * * *", name="a"))
+    hub = local_hub([twice])
+    process = SimpleNamespace(engine=hub.engine, settings=hub.engine.settings)
+    with pytest.raises(SystemExit, match="error: flow 'report' declares two schedules named 'a'"):
+        serve(process, once=True, stop=threading.Event())
+    assert rows(hub, m.ScheduleRow) == []
