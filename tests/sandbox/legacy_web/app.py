@@ -102,8 +102,7 @@ class LegacyWebApp:
     @property
     def url(self) -> str:
         assert self._httpd is not None, "start() the sandbox first"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._address[0]}:{self._httpd.server_address[1]}"
 
     def start(self) -> LegacyWebApp:
         from tests.sandbox.legacy_web.handler import Handler

@@ -52,7 +52,7 @@ class Customer:
 
 
 def _build() -> list[Customer]:
-    customers = []
+    customers: list[Customer] = []
     for trade in _TRADES:
         for surname in _SURNAMES:
             n = len(customers)
