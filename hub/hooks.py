@@ -350,36 +350,43 @@ def store_delivery(hub: Any, flow: Flow, data: Any, row: dict[str, Any]) -> Resu
     """Insert the delivery and its run in one transaction, or find the delivery already there."""
     engine = hub.engine
 
-    def work(s: Session) -> Result:
+    def insert(s: Session) -> Result:
         now = engine.clock()
-        found = s.execute(
-            select(WebhookDelivery.id, WebhookDelivery.run_id).where(
-                WebhookDelivery.hook == row["hook"],
-                WebhookDelivery.delivery_key == row["delivery_key"],
-            )
-        ).first()
-        if found is not None:
-            s.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id == found.id)
-                .values(duplicates=WebhookDelivery.duplicates + 1, last_duplicate_at=now)
-            )
-            return Result(found.id, found.run_id, duplicate=True)
         started, dispatch = create_run(
             engine, s, flow, data, trigger=f"webhook:{row['hook']}", key=None
         )
         s.flush()  # the run before the delivery that names it
         delivery = WebhookDelivery(id=new_id(), run_id=started.run_id, received_at=now, **row)
         s.add(delivery)
-        s.flush()  # a concurrent twin fails here, on the unique (hook, delivery_key)
+        s.flush()  # a duplicate fails here, on the unique (hook, delivery_key)
         return Result(delivery.id, started.run_id, dispatch=dispatch)
 
+    def duplicate(s: Session) -> Result | None:
+        found = s.execute(
+            select(WebhookDelivery.id, WebhookDelivery.run_id).where(
+                WebhookDelivery.hook == row["hook"],
+                WebhookDelivery.delivery_key == row["delivery_key"],
+            )
+        ).first()
+        if found is None:
+            return None
+        s.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == found.id)
+            .values(duplicates=WebhookDelivery.duplicates + 1, last_duplicate_at=engine.clock())
+        )
+        return Result(found.id, found.run_id, duplicate=True)
+
     try:
-        try:
-            return hub.store.run(work, attempts=STORE_ATTEMPTS)
-        except IntegrityError:
-            # a twin committed first: this transaction rolled back; read and count the winner
-            return hub.store.run(work, attempts=STORE_ATTEMPTS)
+        for _ in range(3):
+            try:
+                return hub.store.run(insert, attempts=STORE_ATTEMPTS)
+            except IntegrityError:
+                # the unique index decided: the transaction (and its run) rolled back
+                found = hub.store.run(duplicate, attempts=STORE_ATTEMPTS)
+                if found is not None:
+                    return found
+        raise IntegrityError("webhook delivery", None, Exception("no row after a conflict"))
     except SQLAlchemyError as exc:
         log.warning(
             "webhook %r: database unavailable, answered 503: %s", row["hook"], type(exc).__name__
