@@ -452,7 +452,8 @@ class ScheduleFire(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     schedule_id: Mapped[str] = mapped_column(String(32), ForeignKey("schedules.id"))
     fire_time: Mapped[datetime] = mapped_column(DateTime)
-    #: started, skipped (overlap forbid), replaced (earlier runs cancelled), missed (misfire)
+    #: started, skipped (overlap forbid), replaced (earlier runs cancelled), missed
+    #: (misfire), failed (the input was refused or the flow is not loaded; see reason)
     outcome: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
     run_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("runs.id"), nullable=True)

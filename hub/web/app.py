@@ -122,7 +122,12 @@ def _errors(app: FastAPI) -> None:
         if _wants_json(request):
             body = {"error": phrase.replace(" ", ""), "detail": exc.detail}
             return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-        return pages.render(request, "error.html", exc.status_code, title=phrase, detail=exc.detail)
+        response = pages.render(
+            request, "error.html", exc.status_code, title=phrase, detail=exc.detail
+        )
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, _exc: LoginRequired) -> Response:

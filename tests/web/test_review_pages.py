@@ -469,6 +469,7 @@ def test_a_get_on_an_action_url_is_405(hub: Hub, as_user: Any) -> None:
         got = anna.get(f"/reviews/{item_id}/{action}")
         assert got.status_code == 405, action
         assert "Method Not Allowed" in got.text
+        assert got.headers["allow"] == "POST"
     assert snapshot(hub) == before
 
 
