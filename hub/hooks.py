@@ -282,11 +282,14 @@ def intake(
     source: str | None = None,
     *,
     now: float | None = None,
+    dispatch: bool = True,
 ) -> Result:
     """Verify, parse, map and store one delivery to hook ``name``; publish its first step.
 
     Returns a :class:`Result` (202 or a 200 duplicate); raises :class:`Refused`
-    after counting the refusal in ``webhook_rejections`` (best effort).
+    after counting the refusal in ``webhook_rejections`` (best effort). With
+    ``dispatch=False`` the caller publishes (:func:`publish`) when it likes:
+    the web app does so after the answer has gone out.
     """
     try:
         flow, hook = find(hub.registry, name)
@@ -297,7 +300,7 @@ def intake(
         if exc.record:
             record_rejection(hub, name, exc, source)
         raise
-    if result.dispatch:
+    if result.dispatch and dispatch:
         publish(hub, result)
     return result
 

@@ -26,6 +26,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -62,7 +63,9 @@ async def receive(request: Request, name: str) -> Response:
         except hooks.Refused as exc:
             await run_in_threadpool(hooks.record_rejection, hub, name, exc, source)
             raise
-        result = await run_in_threadpool(hooks.intake, hub, name, request.headers, body, source)
+        result = await run_in_threadpool(
+            hooks.intake, hub, name, request.headers, body, source, dispatch=bool(wait)
+        )
     except hooks.Refused as exc:
         return refusal(exc)
     except ClientDisconnect:
@@ -84,7 +87,9 @@ async def receive(request: Request, name: str) -> Response:
             answer.update(state)
             if state["status"] not in RUN_ACTIVE:
                 status = 200
-    return JSONResponse(answer, status_code=status, headers=headers)
+    # stored already: the first step is published once the answer is out (else by the tick)
+    later = None if wait or not result.dispatch else BackgroundTask(hooks.publish, hub, result)
+    return JSONResponse(answer, status_code=status, headers=headers, background=later)
 
 
 async def _read(request: Request, hook: Any) -> bytes:
