@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 from hub.settings import Settings
 
@@ -88,15 +87,27 @@ def _flows(settings: Settings) -> Check:
 
 
 def _chromium() -> Check:
-    env = os.environ.get("HUB_CHROMIUM")
-    if env:
-        ok = Path(env).exists()
-        return ok, "chromium", env if ok else f"HUB_CHROMIUM={env} does not exist"
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return True, "chromium", found
-    return None, "chromium", "not found (browser steps need it): apt-get install chromium"
+    from bots.chromium import ChromiumMissing, find
+
+    try:
+        found = find()
+    except ChromiumMissing as exc:
+        ok = None if not os.environ.get("HUB_CHROMIUM") else False
+        return ok, "chromium", f"{exc} (browser steps need it)"
+    where = {
+        "HUB_CHROMIUM": "from HUB_CHROMIUM",
+        "system": "the system's",
+        "playwright": "Playwright's download",
+    }[found.source]
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return (
+            None,
+            "chromium",
+            f"{found.path} ({where}); Playwright missing: pip install 'hub[browser]'",
+        )
+    return True, "chromium", f"{found.path} ({where})"
 
 
 def _display() -> Check:

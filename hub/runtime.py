@@ -12,7 +12,12 @@ from functools import cached_property
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 
 from hub.engine import Engine
 from hub.registry import Registry
@@ -152,5 +157,37 @@ def make_celery(hub: Hub) -> Celery:
         if "store" in hub.__dict__:
             hub.store.dispose()
 
+    def _lend_services(sender: Any = None, **_: Any) -> None:
+        # before the pool forks: children inherit the service, each launches its own browser
+        if getattr(sender, "app", None) is app and consumes(app, "browser"):
+            from bots.browser import BrowserService
+
+            hub.engine.services.setdefault("browser", BrowserService(hub.settings))
+
+    def _close_services(**_: Any) -> None:
+        if "engine" in hub.__dict__:
+            close_services(hub.engine)
+
     worker_process_init.connect(_after_fork, weak=False)
+    worker_init.connect(_lend_services, weak=False)
+    worker_process_shutdown.connect(_close_services, weak=False)  # a prefork child stops
+    worker_shutdown.connect(_close_services, weak=False)  # the solo pool stops
     return app
+
+
+def consumes(app: Celery, queue: str) -> bool:
+    """Whether a worker of ``app`` takes messages from ``queue`` (its ``--queues``)."""
+    chosen = app.amqp.queues.consume_from
+    return queue in chosen if chosen else queue == app.conf.task_default_queue
+
+
+def close_services(engine: Engine) -> None:
+    """Shut down what this process lent to steps (its browser); errors are logged."""
+    for name, service in list(engine.services.items()):
+        shutdown = getattr(service, "shutdown", None)
+        if shutdown is None:
+            continue
+        try:
+            shutdown()
+        except Exception:
+            log.exception("shutting down the %s service failed", name)

@@ -86,6 +86,18 @@ class Settings(BaseSettings):
     smtp_starttls: bool = Field(
         True, description="Upgrade the SMTP connection with STARTTLS before logging in."
     )
+    browser_max_steps: int = Field(
+        200,
+        ge=1,
+        description="Steps one browser worker process serves with its warm Chromium before "
+        "it launches a fresh one.",
+    )
+    browser_timeout_ms: int = Field(
+        10_000,
+        ge=100,
+        description="How long a web bot waits for an element, in milliseconds; navigations "
+        "wait three times as long.",
+    )
 
     @field_validator("database_url", "broker_url", "smtp_host", "smtp_user")
     @classmethod

@@ -267,7 +267,7 @@ def test_doctor_reports_database_broker_and_flows_ok(idle: dict[str, Any]) -> No
     lines = result.stdout.splitlines()
     assert any(x.startswith("ok  database: sqlite:///") for x in lines), result.stdout
     assert any(x.startswith("ok  broker: embedded") for x in lines), result.stdout
-    assert "ok  flows: hello, invoice_batch, notify" in lines
+    assert "ok  flows: hello, invoice_batch, legacy_orders, notify" in lines
 
 
 def test_commands_on_a_database_without_tables_say_to_upgrade(tmp_path: Path) -> None:
@@ -389,7 +389,7 @@ def test_an_unknown_flow_is_one_line_listing_the_known_flows(idle: dict[str, Any
     result = hub(idle["env"], "run", "helo")
     assert result.returncode == 2
     assert one_line_error(result) == (
-        "error: unknown flow 'helo'; known flows: hello, invoice_batch, notify"
+        "error: unknown flow 'helo'; known flows: hello, invoice_batch, legacy_orders, notify"
     )
 
 
