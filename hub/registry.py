@@ -53,17 +53,22 @@ class Registry:
         return name in self._flows
 
     def check(self) -> None:
-        """Fail if a SubFlow names an unknown flow, or two flows claim one webhook name."""
+        """Fail if a SubFlow names an unknown flow, or one webhook name is declared twice."""
         from hub.triggers import Webhook
 
         hooks: dict[str, str] = {}
         for f in self._flows.values():
             for t in f.triggers:
                 if isinstance(t, Webhook):
-                    if t.name in hooks and hooks[t.name] != f.name:
+                    if t.name in hooks:
+                        where = (
+                            f"twice by flow {f.name!r}"
+                            if hooks[t.name] == f.name
+                            else f"by flows {hooks[t.name]!r} and {f.name!r}"
+                        )
                         raise FlowDefinitionError(
-                            f"webhook {t.name!r} is declared by flows {hooks[t.name]!r} "
-                            f"and {f.name!r}; webhook names must be unique"
+                            f"webhook {t.name!r} is declared {where}; webhook names must be "
+                            "unique, as each is the URL /hooks/{name}"
                         )
                     hooks[t.name] = f.name
         for f in self._flows.values():

@@ -138,3 +138,22 @@ def test_adding_the_same_flow_twice_is_harmless() -> None:
     registry = Registry([flow])
     registry.add(flow)
     assert [f.name for f in registry] == ["billing"]
+
+
+@pytest.mark.parametrize("same_flow", [True, False])
+def test_one_webhook_name_declared_twice_is_rejected(same_flow: bool) -> None:
+    from hub import Webhook
+
+    @step
+    def take(data: dict) -> dict:  # type: ignore[type-arg]
+        return data
+
+    hook = Webhook("orders", verify="github", secret="env:ORDERS_SECRET")
+    if same_flow:
+        flows = [Flow("intake", [take], triggers=[hook, hook])]
+        where = "twice by flow 'intake'"
+    else:
+        flows = [Flow("a", [take], triggers=[hook]), Flow("b", [take], triggers=[hook])]
+        where = "by flows 'a' and 'b'"
+    with pytest.raises(FlowDefinitionError, match=f"webhook 'orders' is declared {where}"):
+        Registry(flows).check()
