@@ -30,7 +30,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from hub import hooks
+from hub import hook_views, hooks
 from hub.auth import Login, Principal
 from hub.errors import InvalidInput
 from hub.models import RUN_ACTIVE, RUN_NEEDS_REVIEW
@@ -152,7 +152,7 @@ def api_hooks(request: Request, _: Principal = viewer) -> Any:
     """The declared webhooks with their flow, preset, URL and counts."""
     hub = request.app.state.hub
     with hub.store.read() as s:
-        return hooks.overview(s, hub.registry, clock(request))
+        return hook_views.overview(s, hub.registry, clock(request))
 
 
 @router.get("/api/hooks/deliveries", tags=["webhooks"])
@@ -166,8 +166,8 @@ def api_deliveries(
     """Recent deliveries (of every hook, or of ``hook``), newest first, and the refusals."""
     hub = request.app.state.hub
     with hub.store.read() as s:
-        page = hooks.deliveries(s, who, hook=hook, limit=limit, cursor=cursor)
-        page["rejections"] = hooks.rejections(s, clock(request), hook=hook)
+        page = hook_views.deliveries(s, who, hook=hook, limit=limit, cursor=cursor)
+        page["rejections"] = hook_views.rejections(s, clock(request), hook=hook)
     return page
 
 
@@ -176,7 +176,7 @@ def api_delivery(request: Request, delivery_id: str, who: Principal = viewer) ->
     """One delivery: the headers kept, the body as text (capped), its run and replays."""
     try:
         with request.app.state.hub.store.read() as s:
-            return hooks.detail(s, who, delivery_id)
+            return hook_views.detail(s, who, delivery_id)
     except hooks.DeliveryNotFound as exc:
         raise _not_found(exc) from None
 
@@ -189,7 +189,7 @@ def api_replay(
     hub = request.app.state.hub
     try:
         with hub.store.read() as s:
-            hooks.detail(s, who, delivery_id)  # 404 for what the asker may not see
+            hook_views.detail(s, who, delivery_id)  # 404 for what the asker may not see
         result = hooks.replay(hub, delivery_id, who.name)
     except hooks.DeliveryNotFound as exc:
         raise _not_found(exc) from None
@@ -237,12 +237,12 @@ def hooks_page(
     hub = request.app.state.hub
     now = clock(request)
     with hub.store.read() as s:
-        declared = hooks.overview(s, hub.registry, now)
+        declared = hook_views.overview(s, hub.registry, now)
         try:
-            page = hooks.deliveries(s, login.principal, hook=hook or None, limit=50, cursor=cursor)
+            page = hook_views.deliveries(s, login.principal, hook=hook or None, limit=50, cursor=cursor)
         except InvalidInput:
             raise HTTPException(400, "This page link is not valid any more.") from None
-        refused = hooks.rejections(s, now, hook=hook or None)
+        refused = hook_views.rejections(s, now, hook=hook or None)
     return render(
         request,
         "hooks.html",
@@ -270,7 +270,7 @@ def _delivery(
     require(login.principal, "viewer")
     try:
         with request.app.state.hub.store.read() as s:
-            item = hooks.detail(s, login.principal, delivery_id)
+            item = hook_views.detail(s, login.principal, delivery_id)
     except hooks.DeliveryNotFound:
         raise HTTPException(404, "There is no webhook delivery with this id.") from None
     return render(
@@ -305,7 +305,7 @@ def replay_form(request: Request, delivery_id: str, login: Login = Depends(form_
     hub = request.app.state.hub
     try:
         with hub.store.read() as s:
-            hooks.detail(s, login.principal, delivery_id)
+            hook_views.detail(s, login.principal, delivery_id)
         result = hooks.replay(hub, delivery_id, login.principal.name)
     except hooks.DeliveryNotFound:
         raise HTTPException(404, "There is no webhook delivery with this id.") from None
