@@ -55,13 +55,14 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy import func, select, update
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from hub.errors import HubError, InvalidInput, SignatureError
 from hub.flow import Flow
 from hub.models import Run, WebhookDelivery, WebhookRejection, new_id
-from hub.runs import create_run
+from hub.runs import create_run, run_inserts, table_of
 from hub.signatures import SecretConfigError, verify
 from hub.triggers import Webhook
 
@@ -350,11 +351,23 @@ def store_delivery(hub: Any, flow: Flow, data: Any, row: dict[str, Any]) -> Resu
     """Insert the delivery and its run in one transaction, or find the delivery already there."""
     engine = hub.engine
 
+    trigger = f"webhook:{row['hook']}"
+
     def insert(s: Session) -> Result:
         now = engine.clock()
-        started, dispatch = create_run(
-            engine, s, flow, data, trigger=f"webhook:{row['hook']}", key=None
-        )
+        if s.get_bind().dialect.name == "postgresql":
+            # one round trip: the run's rows as data-modifying CTEs of the delivery's INSERT
+            started, dispatch, rows = run_inserts(engine, flow, data, trigger=trigger, now=now)
+            delivery_id = new_id()
+            ctes = [stmt.cte(f"new_{n}") for n, stmt in enumerate(rows)]
+            values = {"status": "accepted", "duplicates": 0, **row}  # no Python defaults here
+            s.connection().execute(
+                sa_insert(table_of(WebhookDelivery))
+                .values(id=delivery_id, run_id=started.run_id, received_at=now, **values)
+                .add_cte(*ctes)
+            )  # a duplicate fails here, on the unique (hook, delivery_key), and nothing stays
+            return Result(delivery_id, started.run_id, dispatch=dispatch)
+        started, dispatch = create_run(engine, s, flow, data, trigger=trigger, key=None)
         s.flush()  # the run before the delivery that names it
         delivery = WebhookDelivery(id=new_id(), run_id=started.run_id, received_at=now, **row)
         s.add(delivery)
