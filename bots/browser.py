@@ -78,7 +78,15 @@ class BrowserService:
 
     # --------------------------------------------------------------- service
     def open(self, ctx: StepContext) -> Any:
-        session = Session(self._ready_browser(), ctx, self.timeout_ms)
+        try:
+            session = Session(self._ready_browser(), ctx, self.timeout_ms)
+        except Exception as exc:
+            # a browser killed a moment ago may not have been noticed yet: launch anew, once
+            if not ("closed" in str(exc) or "crashed" in str(exc)):
+                raise
+            log.warning("the browser of this worker died; launching a new one")
+            self.shutdown()
+            session = Session(self._ready_browser(), ctx, self.timeout_ms)
         self._sessions[id(session.page)] = session
         return session.page
 
@@ -125,18 +133,14 @@ class BrowserService:
         return self._browser
 
     def _launch(self) -> None:
-        try:
-            from playwright.sync_api import sync_playwright
-        except ImportError as exc:
-            raise RuntimeError(INSTALL) from exc
         found = self._chromium or find()
-        playwright = sync_playwright().start()
+        playwright = _DRIVER.acquire()
         try:
             self._browser = playwright.chromium.launch(
                 executable_path=found.path, args=list(LAUNCH_ARGS), headless=True
             )
         except BaseException:
-            playwright.stop()
+            _DRIVER.release()
             raise
         self._playwright = playwright
         self._served = 0
@@ -144,16 +148,48 @@ class BrowserService:
         log.info("launched Chromium %s from %s", self._browser.version, found)
 
     def shutdown(self) -> None:
-        """Close the browser and Playwright's driver; the next step launches a new one."""
+        """Close the browser (and Playwright's driver when no other service uses it);
+        the next step launches a new one."""
         browser, playwright = self._browser, self._playwright
         self._browser = self._playwright = self._thread = None
         self._sessions.clear()
-        for close in (browser and browser.close, playwright and playwright.stop):
-            if close:
-                try:
-                    close()
-                except Exception:  # a dead browser or driver: nothing left to close
-                    log.debug("closing a dead browser", exc_info=True)
+        if browser is not None:
+            try:
+                browser.close()
+            except Exception:  # a dead browser: nothing left to close
+                log.debug("closing a dead browser", exc_info=True)
+        if playwright is not None:
+            _DRIVER.release()
+
+
+class _Driver:
+    """Playwright's driver process, one per worker process: its sync API allows one per thread."""
+
+    def __init__(self) -> None:
+        self.playwright: Any = None
+        self.users = 0
+
+    def acquire(self) -> Any:
+        if self.playwright is None:
+            try:
+                from playwright.sync_api import sync_playwright
+            except ImportError as exc:
+                raise RuntimeError(INSTALL) from exc
+            self.playwright = sync_playwright().start()
+        self.users += 1
+        return self.playwright
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users <= 0:
+            playwright, self.playwright, self.users = self.playwright, None, 0
+            try:
+                playwright.stop()
+            except Exception:  # a driver that died with its browser
+                log.debug("stopping a dead Playwright driver", exc_info=True)
+
+
+_DRIVER = _Driver()
 
 
 class Session:

@@ -67,7 +67,10 @@ def key_order(ctx: StepContext, order: Order) -> Keyed:
     bot.confirm_next_dialog("Save order?")
     bot.click("Save", within=main)
     saved = bot.expect(
-        "text=/Order \\d+ saved/", within=main, business=".error", transient="text=System busy"
+        "text=/Order \\d+ saved/",
+        within=main,
+        business=".error",
+        transient="text=System busy, try again later.",
     )
     number = re.search(r"Order (\d+) saved", saved)
     if number is None:  # the pattern above matched, so this is a page we do not understand
