@@ -127,7 +127,7 @@ def reviews_list(
     typer.echo(
         f"{counts.get('open', 0)} open ({counts.get('overdue', 0)} overdue, "
         f"{counts.get('unassigned', 0)} unassigned, {counts.get('mine', 0)} mine), "
-        f"{counts.get('closed', 0)} closed"
+        f"{counts.get('closed', 0)}{'+' if counts.get('closed_more') else ''} closed"
     )
     for item in page["items"]:
         typer.echo(_line(item))

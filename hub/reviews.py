@@ -243,7 +243,8 @@ def queue(
     ``assignee`` is a user name, ``me`` or ``none``; ``older_than`` and
     ``newer_than`` are ages in seconds; ``sort`` is ``newest``, ``oldest`` or
     ``urgent`` (soonest due first). ``counts`` are over the same filters but
-    for status: open, closed, and of the open ones overdue, unassigned, mine.
+    for status: open, closed (up to :data:`CLOSED_COUNTED`; ``closed_more``
+    when there are more), and of the open ones overdue, unassigned, mine.
     """
     now = now or utcnow()
     if status not in STATUSES:
@@ -293,25 +294,39 @@ def queue(
     return out
 
 
+#: Closed items are counted up to this many; past it the count says "at least".
+CLOSED_COUNTED = 1000
+
+
 def _counts(
     s: Session, who: Principal, where: list[ColumnElement[bool]], now: datetime
-) -> dict[str, int]:
-    by_status = dict(
-        s.execute(
-            select(ReviewItem.status, func.count()).where(*where).group_by(ReviewItem.status)
-        ).all()
-    )
+) -> dict[str, Any]:
+    """Open items exactly (with overdue, unassigned, mine) in one pass; closed ones up to a cap.
+
+    The closed history only grows, so counting it on every page would make
+    the queue slower every day: it is counted up to :data:`CLOSED_COUNTED`
+    and ``closed_more`` says when there are more.
+    """
     is_open = [*where, ReviewItem.status == OPEN]
-    overdue, unassigned, mine = s.execute(
+    open_, overdue, unassigned, mine = s.execute(
         select(
+            func.count(),
             func.count().filter(ReviewItem.due_at < now),
             func.count().filter(ReviewItem.assignee_id.is_(None)),
             func.count().filter(ReviewItem.assignee_id == who.user_id),
         ).where(*is_open)
     ).one()
+    some_closed = (
+        select(ReviewItem.id)
+        .where(*where, ReviewItem.status == CLOSED)
+        .limit(CLOSED_COUNTED + 1)
+        .subquery()
+    )
+    closed = int(s.scalar(select(func.count()).select_from(some_closed)) or 0)
     return {
-        OPEN: int(by_status.get(OPEN, 0)),
-        CLOSED: int(by_status.get(CLOSED, 0)),
+        OPEN: int(open_),
+        CLOSED: min(closed, CLOSED_COUNTED),
+        "closed_more": closed > CLOSED_COUNTED,
         "overdue": int(overdue),
         "unassigned": int(unassigned),
         "mine": int(mine),
@@ -626,3 +641,24 @@ def assignee_id(s: Session, item: ReviewItem, name: str | None) -> str:
     if item.team and item.team not in them.teams and not them.can("operator"):
         raise _bad("assignee", f"{name} is not in team {item.team!r}, which owns this item")
     return user.id
+
+
+def assignable(s: Session, item: ReviewItem) -> list[str]:
+    """The names of everyone :func:`assignee_id` accepts for ``item``, in one query.
+
+    Active reviewers of the item's team (any reviewer when it has none), and
+    every active operator and admin.
+    """
+    strong = m.User.role.in_(("operator", "admin"))
+    rule: ColumnElement[bool] = m.User.role.in_(("reviewer", "operator", "admin"))
+    if item.team:
+        in_team = (
+            select(m.UserTeam.user_id)
+            .join(m.Team, m.Team.id == m.UserTeam.team_id)
+            .where(m.Team.name == item.team)
+        )
+        rule = and_(rule, or_(strong, m.User.id.in_(in_team)))
+    names = s.scalars(
+        select(m.User.name).where(m.User.active.is_(True), rule).order_by(m.User.name)
+    ).all()
+    return list(names)

@@ -25,11 +25,9 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from hub import models as m
 from hub import reviews
 from hub.auth import Login, Principal
 from hub.errors import Forbidden, InvalidInput, ReviewConflict, ReviewNotFound, RunStateError
@@ -105,7 +103,7 @@ def _link(params: dict[str, str], cursor: str = "", **changes: str) -> str:
     return "/reviews" + (f"?{urlencode(merged)}" if merged else "")
 
 
-def _chips(params: dict[str, str], counts: dict[str, int]) -> list[dict[str, Any]]:
+def _chips(params: dict[str, str], counts: dict[str, Any]) -> list[dict[str, Any]]:
     """The count chips: each a link to the queue filtered to that state."""
     chips = [
         ("open", "Open", {"status": "open", "overdue": "", "assignee": ""}),
@@ -123,7 +121,9 @@ def _chips(params: dict[str, str], counts: dict[str, int]) -> list[dict[str, Any
             {
                 "key": key,
                 "label": label,
-                "count": counts.get(key, 0),
+                "count": f"{counts.get(key, 0)}+"
+                if key == "closed" and counts.get("closed_more")
+                else counts.get(key, 0),
                 "href": _link(params, **changes),
                 "current": current,
             }
@@ -169,20 +169,7 @@ def queue_page(request: Request, login: Login = Depends(page_login)) -> Response
 # --------------------------------------------------------------------- item
 def _assignable(s: Session, who: Principal, item_id: str) -> list[str]:
     """Names of the users an operator may assign the item to, by the service's one rule."""
-    item = reviews.load(s, who, item_id)
-    names = s.scalars(
-        select(m.User.name)
-        .where(m.User.active.is_(True), m.User.role != "viewer")
-        .order_by(m.User.name)
-    ).all()
-    out = []
-    for name in names:
-        try:
-            reviews.assignee_id(s, item, name)
-        except InvalidInput:
-            continue
-        out.append(name)
-    return out
+    return reviews.assignable(s, reviews.load(s, who, item_id))
 
 
 def _item(

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from hub import BusinessError, Flow, auth, reviews, step
 from hub import models as m
@@ -151,7 +151,14 @@ def test_reviewers_see_their_teams_items_and_team_less_ones_operators_see_all(
             reviews.load(s, anna, shipping)
     assert {i["id"] for i in mine["items"]} == {billing, free}
     assert {i["id"] for i in every["items"]} == {billing, shipping, free}
-    assert mine["counts"] == {"open": 2, "closed": 0, "overdue": 0, "unassigned": 2, "mine": 0}
+    assert mine["counts"] == {
+        "open": 2,
+        "closed": 0,
+        "closed_more": False,
+        "overdue": 0,
+        "unassigned": 2,
+        "mine": 0,
+    }
 
 
 def test_filters_narrow_the_queue(hub: LocalHub) -> None:
@@ -254,6 +261,53 @@ def test_keyset_pages_cover_every_item_once_in_order(hub: LocalHub, sort: str) -
     assert pages == 7
     assert [i["id"] for i in seen] == [i["id"] for i in full["items"]]
     assert sorted(i["id"] for i in seen) == sorted(made)
+
+
+def test_closed_items_are_counted_up_to_a_cap_and_open_ones_exactly(
+    hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _bulk(hub, 12)
+    with hub.store.transaction() as s:  # close nine of them
+        ids = s.scalars(select(m.ReviewItem.id).order_by(m.ReviewItem.id).limit(9)).all()
+        s.execute(update(m.ReviewItem).where(m.ReviewItem.id.in_(ids)).values(status="closed"))
+    anna = user(hub, "anna", "reviewer", "billing")
+    monkeypatch.setattr(reviews, "CLOSED_COUNTED", 5)
+    with hub.store.read() as s:
+        counts = reviews.queue(s, anna, now=hub.now)["counts"]
+        assert (counts["open"], counts["closed"], counts["closed_more"]) == (3, 5, True)
+        monkeypatch.setattr(reviews, "CLOSED_COUNTED", 9)
+        counts = reviews.queue(s, anna, now=hub.now)["counts"]
+        assert (counts["open"], counts["closed"], counts["closed_more"]) == (3, 9, False)
+
+
+def test_assignable_names_exactly_whom_assigning_accepts(hub: LocalHub) -> None:
+    _, billing = paused(hub, "billing")
+    _, free = paused(hub, "open_flow")
+    user(hub, "anna", "reviewer", "billing")
+    user(hub, "sam", "reviewer", "shipping")
+    user(hub, "vera", "viewer", "billing")
+    user(hub, "olga", "operator")
+    user(hub, "adam", "admin")
+    user(hub, "gone", "reviewer", "billing")
+    with hub.store.transaction() as s:
+        s.execute(update(m.User).where(m.User.name == "gone").values(active=False))
+    with hub.store.read() as s:
+        everyone = s.scalars(select(m.User.name)).all()
+        for item_id, expected in [
+            (billing, ["adam", "anna", "olga"]),
+            (free, ["adam", "anna", "olga", "sam"]),
+        ]:
+            item = s.get(m.ReviewItem, item_id)
+            assert item is not None
+            assert reviews.assignable(s, item) == expected
+            accepted = []
+            for name in sorted(everyone):
+                try:
+                    reviews.assignee_id(s, item, name)
+                except InvalidInput:
+                    continue
+                accepted.append(name)
+            assert accepted == expected
 
 
 def _first_cursor(s: Any, who: Principal, sort: str) -> str:
