@@ -105,3 +105,7 @@ def local_hub(db_url: str) -> Iterator[Callable[..., LocalHub]]:
     yield make
     for hub in made:
         hub.close()
+
+
+# The real-browser fixtures, defined once for the whole session (one Playwright per thread).
+from tests.web.browser import chromium, live, page  # noqa: E402, F401

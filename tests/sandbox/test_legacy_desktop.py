@@ -51,7 +51,8 @@ def display(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             need(tool, f"{tool} is missing; apt-get install {package}")
     errors = tmp_path_factory.mktemp("xvfb") / "stderr"
     read, write = os.pipe()
-    command = ["Xvfb", "-displayfd", str(write), "-nolisten", "tcp"]
+    # -noreset: no server reset when the last client leaves, which refuses connections meanwhile
+    command = ["Xvfb", "-displayfd", str(write), "-nolisten", "tcp", "-noreset"]
     command += ["-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24"]
     with errors.open("wb") as err:
         server = subprocess.Popen(command, pass_fds=[write], stdout=subprocess.DEVNULL, stderr=err)

@@ -17,7 +17,7 @@ import pytest
 
 from tests.sandbox.legacy_web import CUSTOMERS, LegacyWebApp
 from tests.sandbox.legacy_web.fixtures import PASSWORD, USER, legacy_web  # noqa: F401
-from tests.web.browser import OUTPUT, chromium, page  # noqa: F401 - the real-browser fixtures
+from tests.web.browser import OUTPUT
 
 browser = pytest.mark.browser
 
@@ -76,7 +76,7 @@ def session(legacy_web: LegacyWebApp) -> Iterator[httpx.Client]:  # noqa: F811
 # ------------------------------------------------------------ in a browser
 @browser
 def test_an_order_is_saved_through_login_frames_labels_autocomplete_and_confirm(
-    page: Any,  # noqa: F811
+    page: Any,
     legacy_web: LegacyWebApp,  # noqa: F811
 ) -> None:
     log_in(page, legacy_web)
@@ -116,7 +116,7 @@ def test_dismissing_the_confirm_dialog_sends_nothing(page: Any, legacy_web: Lega
 
 @browser
 def test_the_slow_autocomplete_answers_typing_only_and_is_picked_by_keyboard(
-    page: Any,  # noqa: F811
+    page: Any,
     legacy_web: LegacyWebApp,  # noqa: F811
 ) -> None:
     legacy_web.suggest_delay = 2.0  # time enough to see it searching
@@ -149,7 +149,7 @@ def test_the_slow_autocomplete_answers_typing_only_and_is_picked_by_keyboard(
 
 @browser
 def test_a_bad_postal_code_shows_a_red_message_and_saves_nothing(
-    page: Any,  # noqa: F811
+    page: Any,
     legacy_web: LegacyWebApp,  # noqa: F811
 ) -> None:
     log_in(page, legacy_web)
@@ -168,7 +168,7 @@ def test_a_bad_postal_code_shows_a_red_message_and_saves_nothing(
 
 @browser
 def test_a_busy_host_answers_a_page_to_read_and_the_next_try_saves(
-    page: Any,  # noqa: F811
+    page: Any,
     legacy_web: LegacyWebApp,  # noqa: F811
 ) -> None:
     log_in(page, legacy_web)
@@ -188,7 +188,7 @@ def test_a_busy_host_answers_a_page_to_read_and_the_next_try_saves(
 
 @browser
 def test_an_expired_session_lands_on_the_login_page_with_a_message(
-    page: Any,  # noqa: F811
+    page: Any,
     legacy_web: LegacyWebApp,  # noqa: F811
 ) -> None:
     log_in(page, legacy_web)
@@ -206,7 +206,7 @@ def test_an_expired_session_lands_on_the_login_page_with_a_message(
 
 @browser
 def test_the_customer_table_pages_through_all_57_customers(
-    page: Any,  # noqa: F811
+    page: Any,
     legacy_web: LegacyWebApp,  # noqa: F811
 ) -> None:
     log_in(page, legacy_web)

@@ -47,12 +47,16 @@ def chromium() -> Iterator[Any]:
     path = os.environ.get("HUB_CHROMIUM", "/usr/bin/chromium")
     if not os.access(path, os.X_OK):
         need("Chromium", f"{path} is missing; apt-get install chromium, or set HUB_CHROMIUM")
-    from playwright.sync_api import sync_playwright
+    # Playwright's sync API allows one driver per thread: share the one the bots use
+    from bots.browser import _DRIVER
 
-    with sync_playwright() as pw:
+    pw = _DRIVER.acquire()
+    try:
         browser = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
+    finally:
+        _DRIVER.release()
 
 
 @pytest.fixture

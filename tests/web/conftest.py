@@ -10,7 +10,6 @@ import pytest
 from hub.runtime import Hub
 from hub.settings import Settings
 from tests.web.apps import REGISTRY
-from tests.web.browser import chromium, live, page  # noqa: F401 - the real-browser fixtures
 
 
 @pytest.fixture
