@@ -43,6 +43,7 @@ its run and an audit entry in one transaction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -54,15 +55,15 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from hub.errors import HubError, InvalidInput, SignatureError
 from hub.flow import Flow
-from hub.models import Run, WebhookDelivery, WebhookRejection, new_id
-from hub.runs import create_run, run_inserts, table_of
+from hub.models import Base, Run, WebhookDelivery, WebhookRejection, new_id
+from hub.runs import create_run, run_rows
 from hub.signatures import SecretConfigError, verify
 from hub.triggers import Webhook
 
@@ -357,15 +358,17 @@ def store_delivery(hub: Any, flow: Flow, data: Any, row: dict[str, Any]) -> Resu
         now = engine.clock()
         if s.get_bind().dialect.name == "postgresql":
             # one round trip: the run's rows as data-modifying CTEs of the delivery's INSERT
-            started, dispatch, rows = run_inserts(engine, flow, data, trigger=trigger, now=now)
+            started, dispatch, rows = run_rows(flow, data, trigger=trigger, now=now)
             delivery_id = new_id()
-            ctes = [stmt.cte(f"new_{n}") for n, stmt in enumerate(rows)]
-            values = {"status": "accepted", "duplicates": 0, **row}  # no Python defaults here
-            s.connection().execute(
-                sa_insert(table_of(WebhookDelivery))
-                .values(id=delivery_id, run_id=started.run_id, received_at=now, **values)
-                .add_cte(*ctes)
-            )  # a duplicate fails here, on the unique (hook, delivery_key), and nothing stays
+            params = {
+                f"{table}_{k}": v for table, values in rows.items() for k, v in values.items()
+            }
+            fields: dict[str, Any] = dict.fromkeys(_DELIVERY_COLUMNS)
+            fields.update(status="accepted", duplicates=0)  # no Python defaults in Core
+            fields.update(row, id=delivery_id, run_id=started.run_id, received_at=now)
+            params.update({f"webhook_deliveries_{k}": v for k, v in fields.items()})
+            # a duplicate fails here, on the unique (hook, delivery_key), and nothing stays
+            s.connection().execute(_one_trip(), params)
             return Result(delivery_id, started.run_id, dispatch=dispatch)
         started, dispatch = create_run(engine, s, flow, data, trigger=trigger, key=None)
         s.flush()  # the run before the delivery that names it
@@ -411,6 +414,43 @@ def store_delivery(hub: Any, flow: Flow, data: Any, row: dict[str, Any]) -> Resu
             record=False,
             retry_after=RETRY_AFTER,
         ) from None
+
+
+_DELIVERY_COLUMNS = (
+    "id", "hook", "flow", "delivery_key", "run_id", "status", "verified_by", "content_type",
+    "size", "headers", "body", "source", "duplicates", "received_at",
+)  # fmt: skip
+_RUN_COLUMNS = {
+    "runs": (
+        "id", "flow", "status", "input", "trigger", "idempotency_key", "input_hash", "created_at",
+    ),
+    "steps": (
+        "id", "run_id", "parent_id", "key", "node", "item", "kind", "queue", "status", "input",
+        "budget", "attempts", "losses", "dispatched_at", "created_at",
+    ),
+    "events": ("run_id", "kind", "at", "data"),
+}  # fmt: skip
+
+
+@functools.cache
+def _one_trip() -> Any:
+    """INSERT a delivery and its run's rows (runs, steps, events) in ONE statement.
+
+    Built once with bind parameters named ``<table>_<column>``, so each
+    delivery costs no statement building and hits the compiled cache.
+    """
+    tables = Base.metadata.tables
+
+    def values(table: str, columns: tuple[str, ...]) -> dict[str, Any]:
+        cols = tables[table].c
+        return {c: bindparam(f"{table}_{c}", type_=cols[c].type) for c in columns}
+
+    ctes = [
+        sa_insert(tables[table]).values(values(table, columns)).cte(f"new_{table}")
+        for table, columns in _RUN_COLUMNS.items()
+    ]
+    deliveries = sa_insert(tables["webhook_deliveries"])
+    return deliveries.values(values("webhook_deliveries", _DELIVERY_COLUMNS)).add_cte(*ctes)
 
 
 def publish(hub: Any, result: Result) -> None:

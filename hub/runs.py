@@ -107,61 +107,57 @@ def create_run(
     return Started(run.id, True), [(first.id, first.queue, None)]
 
 
-def run_inserts(
-    engine: Engine, flow: Flow, data: Any, *, trigger: str, now: datetime
-) -> tuple[Started, list[Dispatch], list[Any]]:
-    """A new run of ``flow`` as Core INSERT statements (runs, steps, events), not yet sent.
+def run_rows(
+    flow: Flow, data: Any, *, trigger: str, now: datetime
+) -> tuple[Started, list[Dispatch], dict[str, dict[str, Any]]]:
+    """A new run of ``flow`` as the column values of its rows, by table: not yet sent.
 
     The same rows :func:`create_run` adds (without an idempotency key or a
     parent), for callers that send them with rows of their own in one round
     trip: the webhook intake joins them with its delivery row as data-modifying
-    CTEs of one statement on PostgreSQL.
+    CTEs of one prebuilt statement on PostgreSQL.
     """
-    from sqlalchemy import insert
-
     from hub.engine import Started
 
     node = flow.first
     run_id, step_id = new_id(), new_id()
     budget = (node.retries + 1) if isinstance(node, Step) else 1
-    statements = [
-        insert(table_of(Run)).values(
-            id=run_id,
-            flow=flow.name,
-            status=m.RUN_QUEUED,
-            input=data,
-            trigger=trigger,
-            idempotency_key=None,
-            input_hash=input_hash(data),
-            created_at=now,
-        ),
-        insert(table_of(m.Step)).values(
-            id=step_id,
-            run_id=run_id,
-            parent_id=None,
-            key=node.name,
-            node=node.name,
-            item=None,
-            kind=node.kind,
-            queue=node.queue,
-            status=m.STEP_READY,
-            input=data,
-            budget=budget,
-            attempts=0,
-            losses=0,
-            dispatched_at=now,
-            created_at=now,
-        ),
-        insert(table_of(Event)).values(
-            run_id=run_id, kind="run.created", at=now, data={"trigger": trigger}
-        ),
-    ]
-    return Started(run_id, True), [(step_id, node.queue, None)], statements
-
-
-def table_of(model: type[m.Base]) -> Any:
-    """A model's Table: Core statements on it skip the ORM's per-value bookkeeping."""
-    return model.__table__
+    rows = {
+        "runs": {
+            "id": run_id,
+            "flow": flow.name,
+            "status": m.RUN_QUEUED,
+            "input": data,
+            "trigger": trigger,
+            "idempotency_key": None,
+            "input_hash": input_hash(data),
+            "created_at": now,
+        },
+        "steps": {
+            "id": step_id,
+            "run_id": run_id,
+            "parent_id": None,
+            "key": node.name,
+            "node": node.name,
+            "item": None,
+            "kind": node.kind,
+            "queue": node.queue,
+            "status": m.STEP_READY,
+            "input": data,
+            "budget": budget,
+            "attempts": 0,
+            "losses": 0,
+            "dispatched_at": now,
+            "created_at": now,
+        },
+        "events": {
+            "run_id": run_id,
+            "kind": "run.created",
+            "at": now,
+            "data": {"trigger": trigger},
+        },
+    }
+    return Started(run_id, True), [(step_id, node.queue, None)], rows
 
 
 def _hold_key(s: Session, flow: str, key: str) -> None:
