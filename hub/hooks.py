@@ -286,9 +286,10 @@ def intake(
     """Verify, parse, map and store one delivery to hook ``name``; publish its first step.
 
     Returns a :class:`Result` (202 or a 200 duplicate); raises :class:`Refused`
-    after counting the refusal in ``webhook_rejections`` (best effort). With
-    ``dispatch=False`` the caller publishes (:func:`publish`) when it likes:
-    the web app does so after the answer has gone out.
+    after counting the refusal in ``webhook_rejections`` (best effort). The
+    first step is published after the commit and before the answer (a lost
+    publish is re-sent by the scheduler's tick); with ``dispatch=False`` the
+    caller publishes (:func:`publish`) when it likes.
     """
     try:
         flow, hook = find(hub.registry, name)

@@ -26,7 +26,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -64,7 +63,7 @@ async def receive(request: Request, name: str) -> Response:
             await run_in_threadpool(hooks.record_rejection, hub, name, exc, source)
             raise
         result = await run_in_threadpool(
-            hooks.intake, hub, name, request.headers, body, source, dispatch=bool(wait)
+            hooks.intake, hub, name, request.headers, body, source, dispatch=True
         )
     except hooks.Refused as exc:
         return refusal(exc)
@@ -87,9 +86,7 @@ async def receive(request: Request, name: str) -> Response:
             answer.update(state)
             if state["status"] not in RUN_ACTIVE:
                 status = 200
-    # stored already: the first step is published once the answer is out (else by the tick)
-    later = None if wait or not result.dispatch else BackgroundTask(hooks.publish, hub, result)
-    return JSONResponse(answer, status_code=status, headers=headers, background=later)
+    return JSONResponse(answer, status_code=status, headers=headers)
 
 
 async def _read(request: Request, hook: Any) -> bytes:
@@ -239,7 +236,9 @@ def hooks_page(
     with hub.store.read() as s:
         declared = hook_views.overview(s, hub.registry, now)
         try:
-            page = hook_views.deliveries(s, login.principal, hook=hook or None, limit=50, cursor=cursor)
+            page = hook_views.deliveries(
+                s, login.principal, hook=hook or None, limit=50, cursor=cursor
+            )
         except InvalidInput:
             raise HTTPException(400, "This page link is not valid any more.") from None
         refused = hook_views.rejections(s, now, hook=hook or None)

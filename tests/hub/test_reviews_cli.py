@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -22,6 +19,7 @@ from hub.runtime import Hub
 from hub.settings import Settings
 from hub.web import create_app
 from tests.hub.test_evidence import png
+from tests.support.server import serve
 from tests.web.apps import BIG, add_user, token_for, work
 from tests.web.test_evidence_api import FLOWS as EVIDENCE_FLOWS
 from tests.web.test_reviews_api import FLOWS as REVIEW_FLOWS
@@ -49,18 +47,8 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
 
 @pytest.fixture
 def server(hub: Hub) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(create_app(hub), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with serve(create_app(hub)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -214,3 +214,33 @@ LATE_INVOICE = {
     "amount": 5000,
     "express": True,
 }
+
+
+#: The people of the review tests: two billing reviewers, one of shipping, a viewer, an operator.
+REVIEWERS = [
+    ("anna", "reviewer", ("billing",)),
+    ("bert", "reviewer", ("billing",)),
+    ("sam", "reviewer", ("shipping",)),
+    ("vera", "viewer", ("billing",)),
+    ("olga", "operator", ()),
+]
+
+
+def review_hub(db_url: str, home: Any, clock: Any, registry: Registry) -> Hub:
+    """A hub on ``db_url`` with :data:`REVIEWERS`, the test's clock, and its publishes recorded
+    in ``hub.published`` instead of sent."""
+    from hub.settings import Settings
+
+    made = Hub(Settings(home=home, database_url=db_url, broker_url=None), registry=registry)
+    made.store.create_all()
+    made.engine.clock = clock
+    published: list[tuple[str, str, float | None]] = []
+
+    def record(step_id: str, queue: str, countdown: float | None = None) -> None:
+        published.append((step_id, queue, countdown))
+
+    made.engine.publish = record
+    made.published = published  # type: ignore[attr-defined]
+    for name, role, teams in REVIEWERS:
+        add_user(made, name, role, *teams)
+    return made

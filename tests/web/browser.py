@@ -11,32 +11,22 @@ SQLite database; the test puts its data in ``live.url``'s database with
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
+from bots.chromium import LAUNCH_ARGS
 from hub.runtime import Hub
 from hub.settings import Settings
 from hub.web import create_app
 from tests.conftest import ROOT, need
+from tests.support.server import serve
 from tests.web.apps import REGISTRY
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+CHROMIUM_ARGS = list(LAUNCH_ARGS)
 #: Screenshots land here (gitignored) for people to look at.
 OUTPUT = ROOT / "test-output"
 
@@ -82,20 +72,6 @@ def live(tmp_path: Path) -> Iterator[Live]:
     settings = Settings(home=tmp_path / "home", database_url=database_url, broker_url=None)
     hub = Hub(settings, registry=REGISTRY)
     hub.store.create_all()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(hub), log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the web app's server did not start", pytrace=False)
-        time.sleep(0.02)
-    yield Live(url=f"http://127.0.0.1:{port}", database_url=database_url, hub=hub)
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve(create_app(hub)) as url:
+        yield Live(url=url, database_url=database_url, hub=hub)
     hub.store.engine.dispose()

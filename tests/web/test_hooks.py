@@ -27,7 +27,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import BaseModel, Field
 from sqlalchemy import func
 from sqlalchemy import select as sql_select
@@ -41,6 +40,7 @@ from hub.registry import Registry
 from hub.runtime import Hub
 from hub.settings import Settings
 from hub.web import create_app
+from tests.support.server import serve
 from tests.web.apps import TestClient, add_user, bearer, form_token, log_in, token_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -591,18 +591,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def server(hub: Hub) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(create_app(hub), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with serve(create_app(hub)) as url:
+        yield url
 
 
 def test_the_same_delivery_50_times_at_once_starts_one_run_without_a_5xx(

@@ -12,15 +12,11 @@ finishes the run. Another reviewer's open pages notice the change through
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from hub import models as m
@@ -29,6 +25,7 @@ from hub.settings import Settings
 from hub.web import create_app
 from hub.web.security import CSP
 from tests.support.procs import HubProcesses, clean_env, wait_until
+from tests.support.server import serve
 from tests.web.apps import LATE_INVOICE, PASSWORD, REVIEW_REGISTRY, add_user
 from tests.web.browser import OUTPUT, Live
 
@@ -42,21 +39,8 @@ def served(tmp_path: Path) -> Iterator[Live]:
     settings = Settings(home=tmp_path / "home", database_url=database_url, broker_url=None)
     hub = Hub(settings, registry=REVIEW_REGISTRY)
     hub.store.create_all()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(hub), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the web app's server did not start", pytrace=False)
-        time.sleep(0.02)
-    yield Live(url=f"http://127.0.0.1:{port}", database_url=database_url, hub=hub)
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve(create_app(hub)) as url:
+        yield Live(url=url, database_url=database_url, hub=hub)
     hub.close()
 
 

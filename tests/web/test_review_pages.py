@@ -26,7 +26,6 @@ from hub import models as m
 from hub.models import utcnow
 from hub.registry import Registry
 from hub.runtime import Hub
-from hub.settings import Settings
 from hub.web import create_app
 from hub.web import review_view as view
 from hub.web.security import CSP
@@ -35,13 +34,13 @@ from tests.web.apps import (
     ERP_PAGE,
     LATE_INVOICE,
     TestClient,
-    add_user,
     book,
     check,
     form_token,
     invoice_entry,
     log_in,
     question,
+    review_hub,
     work,
 )
 from tests.web.hostile import MESSAGE, SCRIPT, scraper
@@ -67,23 +66,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def hub(db_url: str, tmp_path: Path, clock: Clock) -> Iterator[Hub]:
-    settings = Settings(home=tmp_path / "home", database_url=db_url, broker_url=None)
-    made = Hub(settings, registry=FLOWS)
-    made.store.create_all()
-    made.engine.clock = clock
-    published: list[tuple[str, str, float | None]] = []
-    made.engine.publish = lambda step_id, queue, countdown=None: published.append(
-        (step_id, queue, countdown)
-    )
-    made.published = published  # type: ignore[attr-defined]
-    for name, role, teams in [
-        ("anna", "reviewer", ("billing",)),
-        ("bert", "reviewer", ("billing",)),
-        ("sam", "reviewer", ("shipping",)),
-        ("vera", "viewer", ("billing",)),
-        ("olga", "operator", ()),
-    ]:
-        add_user(made, name, role, *teams)
+    made = review_hub(db_url, tmp_path / "home", clock, FLOWS)
     yield made
     made.store.engine.dispose()
 

@@ -20,16 +20,15 @@ from hub import models as m
 from hub.models import utcnow
 from hub.registry import Registry
 from hub.runtime import Hub
-from hub.settings import Settings
 from hub.web import create_app
 from tests.web.apps import (
     BIG,
     TestClient,
-    add_user,
     bearer,
     book,
     check,
     log_in,
+    review_hub,
     token_for,
     work,
 )
@@ -58,25 +57,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def hub(db_url: str, tmp_path: Path, clock: Clock) -> Iterator[Hub]:
-    settings = Settings(home=tmp_path / "home", database_url=db_url, broker_url=None)
-    made = Hub(settings, registry=FLOWS)
-    made.store.create_all()
-    made.engine.clock = clock
-    published: list[tuple[str, str, float | None]] = []
-
-    def record(step_id: str, queue: str, countdown: float | None = None) -> None:
-        published.append((step_id, queue, countdown))
-
-    made.engine.publish = record
-    made.published = published  # type: ignore[attr-defined]
-    for name, role, teams in [
-        ("anna", "reviewer", ("billing",)),
-        ("bert", "reviewer", ("billing",)),
-        ("sam", "reviewer", ("shipping",)),
-        ("vera", "viewer", ("billing",)),
-        ("olga", "operator", ()),
-    ]:
-        add_user(made, name, role, *teams)
+    made = review_hub(db_url, tmp_path / "home", clock, FLOWS)
     yield made
     made.store.engine.dispose()
 

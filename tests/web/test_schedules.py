@@ -7,16 +7,12 @@ PostgreSQL; the CLI talks to a real uvicorn server on 127.0.0.1.
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -28,6 +24,7 @@ from hub.registry import Registry
 from hub.runtime import Hub
 from hub.settings import Settings
 from hub.web import create_app
+from tests.support.server import serve
 from tests.web.apps import TestClient, add_user, bearer, form_token, log_in, token_for
 
 NOW = datetime(2025, 3, 28, 1, 30, 1)  # naive UTC: just after 02:30 CET
@@ -210,31 +207,16 @@ def test_a_viewer_posting_the_form_is_refused(app: Any, hub: Hub) -> None:
 
 
 # ------------------------------------------------------------------------- CLI
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def cli(app: Any, hub: Hub) -> Iterator[Any]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     tokens = {name: token_for(hub, name) for name in ("vic", "ops")}
+    with serve(app) as url:
 
-    def invoke(*args: str, user: str = "ops") -> Any:
-        env = {"HUB_URL": f"http://127.0.0.1:{port}", "HUB_TOKEN": tokens[user]}
-        return CliRunner().invoke(cli_app, ["schedules", *args], env=env)
+        def invoke(*args: str, user: str = "ops") -> Any:
+            env = {"HUB_URL": url, "HUB_TOKEN": tokens[user]}
+            return CliRunner().invoke(cli_app, ["schedules", *args], env=env)
 
-    yield invoke
-    server.should_exit = True
-    thread.join(10)
+        yield invoke
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
