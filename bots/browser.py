@@ -345,7 +345,7 @@ class Session:
             self._save_part()
             self._tracing = False
         # the step's masked values (ctx.secret, evidence.mask) and what the bot typed as secret
-        masked: set[str] = set(getattr(self.ctx.evidence, "_secrets", ()))
+        masked: set[str] = set(self.ctx.evidence.masked)
         scrub = _byte_forms(masked | self.secret_values)
         for i, part in enumerate(self._parts, 1):
             name = "trace.zip" if len(self._parts) == 1 else f"trace-{i}.zip"

@@ -101,6 +101,12 @@ class Evidence:
         with self._lock:
             self._secrets.update(v for v in values if isinstance(v, str) and len(v) >= 3)
 
+    @property
+    def masked(self) -> frozenset[str]:
+        """The values handed to :meth:`mask` (for a bot that scrubs files of its own)."""
+        with self._lock:
+            return frozenset(self._secrets)
+
     def scrub(self, text: str) -> str:
         """``text`` with every masked value replaced by ``[redacted]``."""
         for secret in sorted(self._secrets, key=len, reverse=True):
