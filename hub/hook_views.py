@@ -18,17 +18,13 @@ from hub.auth import Principal
 from hub.errors import InvalidInput
 from hub.hooks import DeliveryNotFound, declared
 from hub.models import AuditEntry, ReviewItem, Run, WebhookDelivery, WebhookRejection
-from hub.views import run_summary
+from hub.views import iso, run_summary
 
 #: Characters of a stored body shown by the API and the pages.
 BODY_SHOWN = 64 * 1024
 #: Rejections are summed over this window on the overview.
 REJECTION_WINDOW = timedelta(hours=24)
 _CURSOR = re.compile(r"^[0-9a-f]{1,32}$")
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="milliseconds") + "Z" if value else None
 
 
 def _hidden(who: Principal | None) -> ColumnElement[bool] | None:
@@ -79,7 +75,7 @@ def overview(s: Session, registry: Any, now: datetime) -> list[dict[str, Any]]:
                 "secrets": len(hook.secret_refs()),
                 "deliveries": row.n if row else 0,
                 "duplicates": int(row.dups) if row else 0,
-                "last_received_at": _iso(row.last) if row else None,
+                "last_received_at": iso(row.last) if row else None,
                 "rejected_24h": int(refused.get(hook.name) or 0),
             }
         )
@@ -102,8 +98,8 @@ def summary(row: WebhookDelivery, run_status: str | None = None) -> dict[str, An
         "size": row.size,
         "source": row.source,
         "duplicates": row.duplicates,
-        "received_at": _iso(row.received_at),
-        "last_duplicate_at": _iso(row.last_duplicate_at),
+        "received_at": iso(row.received_at),
+        "last_duplicate_at": iso(row.last_duplicate_at),
     }
 
 
@@ -169,11 +165,11 @@ def rejections(
                 "hook": r.hook,
                 "reason": r.reason,
                 "status": r.status,
-                "minute": _iso(r.minute),
+                "minute": iso(r.minute),
                 "count": r.count,
                 "last_detail": r.last_detail,
                 "last_source": r.last_source,
-                "last_at": _iso(r.last_at),
+                "last_at": iso(r.last_at),
             }
             for r in rows
         ],
@@ -210,7 +206,7 @@ def detail(s: Session, who: Principal | None, delivery_id: str) -> dict[str, Any
             )
         ],
         audit=[
-            {"at": _iso(a.at), "actor": a.actor, "action": a.action, "after": a.after}
+            {"at": iso(a.at), "actor": a.actor, "action": a.action, "after": a.after}
             for a in s.scalars(
                 select(AuditEntry)
                 .where(AuditEntry.object_kind == "webhook_delivery", AuditEntry.object_id == row.id)

@@ -361,15 +361,15 @@ def store_delivery(hub: Any, flow: Flow, data: Any, row: dict[str, Any]) -> Resu
             # one round trip: the run's rows as data-modifying CTEs of the delivery's INSERT
             started, dispatch, rows = run_rows(flow, data, trigger=trigger, now=now)
             delivery_id = new_id()
+            fields: dict[str, Any] = {"status": "accepted", "duplicates": 0}  # Core: no defaults
+            fields.update(row, id=delivery_id, run_id=started.run_id, received_at=now)
+            rows["webhook_deliveries"] = fields
             params = {
                 f"{table}_{k}": v for table, values in rows.items() for k, v in values.items()
             }
-            fields: dict[str, Any] = dict.fromkeys(_DELIVERY_COLUMNS)
-            fields.update(status="accepted", duplicates=0)  # no Python defaults in Core
-            fields.update(row, id=delivery_id, run_id=started.run_id, received_at=now)
-            params.update({f"webhook_deliveries_{k}": v for k, v in fields.items()})
+            shape = tuple((table, tuple(values)) for table, values in rows.items())
             # a duplicate fails here, on the unique (hook, delivery_key), and nothing stays
-            s.connection().execute(_one_trip(), params)
+            s.connection().execute(_one_trip(shape), params)
             return Result(delivery_id, started.run_id, dispatch=dispatch)
         started, dispatch = create_run(engine, s, flow, data, trigger=trigger, key=None)
         s.flush()  # the run before the delivery that names it
@@ -417,28 +417,15 @@ def store_delivery(hub: Any, flow: Flow, data: Any, row: dict[str, Any]) -> Resu
         ) from None
 
 
-_DELIVERY_COLUMNS = (
-    "id", "hook", "flow", "delivery_key", "run_id", "status", "verified_by", "content_type",
-    "size", "headers", "body", "source", "duplicates", "received_at",
-)  # fmt: skip
-_RUN_COLUMNS = {
-    "runs": (
-        "id", "flow", "status", "input", "trigger", "idempotency_key", "input_hash", "created_at",
-    ),
-    "steps": (
-        "id", "run_id", "parent_id", "key", "node", "item", "kind", "queue", "status", "input",
-        "budget", "attempts", "losses", "dispatched_at", "created_at",
-    ),
-    "events": ("run_id", "kind", "at", "data"),
-}  # fmt: skip
-
-
 @functools.cache
-def _one_trip() -> Any:
-    """INSERT a delivery and its run's rows (runs, steps, events) in ONE statement.
+def _one_trip(shape: tuple[tuple[str, tuple[str, ...]], ...]) -> Any:
+    """One INSERT statement for rows of several tables: the last table's row is the main
+    INSERT, the others data-modifying CTEs before it (PostgreSQL checks the foreign keys
+    at the end of the statement).
 
-    Built once with bind parameters named ``<table>_<column>``, so each
-    delivery costs no statement building and hits the compiled cache.
+    ``shape`` is ``((table, columns), ...)``; the statement is built once per shape
+    with bind parameters named ``<table>_<column>``, so each delivery costs no
+    statement building and hits the compiled cache.
     """
     tables = Base.metadata.tables
 
@@ -446,12 +433,9 @@ def _one_trip() -> Any:
         cols = tables[table].c
         return {c: bindparam(f"{table}_{c}", type_=cols[c].type) for c in columns}
 
-    ctes = [
-        sa_insert(tables[table]).values(values(table, columns)).cte(f"new_{table}")
-        for table, columns in _RUN_COLUMNS.items()
-    ]
-    deliveries = sa_insert(tables["webhook_deliveries"])
-    return deliveries.values(values("webhook_deliveries", _DELIVERY_COLUMNS)).add_cte(*ctes)
+    *before, (main, columns) = shape
+    ctes = [sa_insert(tables[t]).values(values(t, c)).cte(f"new_{t}") for t, c in before]
+    return sa_insert(tables[main]).values(values(main, columns)).add_cte(*ctes)
 
 
 def publish(hub: Any, result: Result) -> None:

@@ -37,6 +37,7 @@ from hub.auth import Principal
 from hub.errors import Forbidden, InvalidInput, ReviewConflict, ReviewNotFound
 from hub.models import AuditEntry, ReviewComment, ReviewItem, utcnow
 from hub.runs import Dispatch, lock_run
+from hub.views import iso
 
 if TYPE_CHECKING:
     from hub.engine import Engine
@@ -60,10 +61,6 @@ ACTIONS = {
 #: Actions that hand the step back to the engine (they close the item).
 ENGINE_ACTIONS = ("retry", "edit", "complete", "skip", "abort")
 MAX_LIMIT = 500
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="milliseconds") + "Z" if value else None
 
 
 # ------------------------------------------------------------------ access

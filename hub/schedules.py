@@ -82,6 +82,7 @@ from hub.registry import Registry
 from hub.reviews import audit
 from hub.runs import Dispatch, create_run
 from hub.triggers import Schedule
+from hub.views import iso
 
 #: Schedules handled per tick; the rest wait for the next one.
 LIMIT = 100
@@ -606,7 +607,7 @@ def _iso(value: datetime | None, tz: str | None = None) -> str | None:
         return None
     if tz is not None:
         return _aware(value).astimezone(ZoneInfo(tz)).isoformat()
-    return _naive(value).isoformat(timespec="milliseconds") + "Z"
+    return iso(_naive(value))
 
 
 def _local(value: datetime | None, tz: str) -> str | None:

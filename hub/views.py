@@ -13,7 +13,8 @@ from hub.errors import RunNotFound
 from hub.models import Attempt, ReviewItem, Run
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """A naive UTC time as ISO 8601 with milliseconds and ``Z``; None stays None."""
     return value.isoformat(timespec="milliseconds") + "Z" if value else None
 
 
@@ -29,9 +30,9 @@ def run_summary(run: Run) -> dict[str, Any]:
         "flow": run.flow,
         "status": run.status,
         "trigger": run.trigger,
-        "created_at": _iso(run.created_at),
-        "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.finished_at),
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
         "duration_ms": _ms(run.started_at or run.created_at, run.finished_at),
         "error": run.error,
         "parent_run_id": run.parent_run_id,
@@ -58,7 +59,7 @@ def describe_run(s: Session, run_id: str, *, attempts: bool = False) -> dict[str
                     "worker": a.worker,
                     "idempotency_key": a.idempotency_key,
                     "error_kind": a.error_kind,
-                    "started_at": _iso(a.started_at),
+                    "started_at": iso(a.started_at),
                     "duration_ms": _ms(a.started_at, a.finished_at),
                 }
             )
@@ -77,8 +78,8 @@ def describe_run(s: Session, run_id: str, *, attempts: bool = False) -> dict[str
                 "queue": st.queue,
                 "status": st.status,
                 "attempts": st.attempts,
-                "started_at": _iso(st.started_at),
-                "finished_at": _iso(st.finished_at),
+                "started_at": iso(st.started_at),
+                "finished_at": iso(st.finished_at),
                 "duration_ms": _ms(st.started_at, st.finished_at),
                 "input": st.input,
                 "output": st.output,
