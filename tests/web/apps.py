@@ -24,6 +24,20 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 PASSWORD = "correct horse battery"
+
+
+class Clock:
+    """The app's notion of now (naive UTC), moved by tests: ``clock.now += timedelta(...)``."""
+
+    def __init__(self) -> None:
+        from hub.models import utcnow
+
+        self.now = utcnow()
+
+    def __call__(self) -> Any:
+        return self.now
+
+
 BIG = {"order_id": "A-1", "amount": 500}
 
 

@@ -8,7 +8,7 @@ id rotated at login, dead after logout, idle timeout) are checked here.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from http.cookies import SimpleCookie
 
 import pytest
@@ -16,12 +16,12 @@ from sqlalchemy import func, select, update
 
 from hub import auth
 from hub import models as m
-from hub.models import utcnow
 from hub.runtime import Hub
 from hub.web import create_app
 from hub.web.security import CSP, SESSION_COOKIE
 from tests.web.apps import (
     PASSWORD,
+    Clock,
     TestClient,
     add_user,
     bearer,
@@ -30,16 +30,6 @@ from tests.web.apps import (
     paused_run,
     token_for,
 )
-
-
-class Clock:
-    """The app's notion of now, moved by tests."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from hub.runtime import Hub
 from hub.web import create_app
 from tests.web.apps import (
     BIG,
+    Clock,
     TestClient,
     bearer,
     book,
@@ -40,14 +41,6 @@ FLOWS = Registry(
         Flow("shipping", [check, book], team="shipping", review_due=7200),
     ]
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
