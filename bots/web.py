@@ -45,18 +45,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+from bots.base import UnexpectedScreen
 from bots.browser import Session
 from hub.context import StepContext
 from hub.errors import BusinessError, PolicyViolation, TransientError
+
+__all__ = ["TABLE", "Downloaded", "UnexpectedScreen", "WebBot"]
 from hub.evidence import redact_url
 
 #: Selector of the table :meth:`WebBot.table_rows` reads by default: the first with headers.
 TABLE = "table:has(th)"
-
-
-class UnexpectedScreen(BusinessError):
-    """The screen is not what the bot expects: an element missing after waiting, an
-    unexpected dialog or pop-up. Goes to review with the evidence."""
 
 
 @dataclass(frozen=True)

@@ -95,4 +95,8 @@ def find_order(bot: WebBot, reference: str) -> int | None:
     return min(numbers) if numbers else None
 
 
-legacy_orders = Flow("legacy_orders", [key_order])
+legacy_orders = Flow(
+    "legacy_orders",
+    [key_order],
+    description="Keys an order into the legacy web app, once.",
+)

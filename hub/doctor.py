@@ -17,7 +17,7 @@ def checks(settings: Settings) -> Iterator[Check]:
     yield _broker(settings)
     yield _flows(settings)
     yield _chromium()
-    yield _display()
+    yield _display(settings)
 
 
 def _database(settings: Settings) -> Check:
@@ -110,9 +110,22 @@ def _chromium() -> Check:
     return True, "chromium", f"{found.path} ({where})"
 
 
-def _display() -> Check:
-    if os.environ.get("DISPLAY"):
-        return True, "display", f"DISPLAY={os.environ['DISPLAY']}"
-    if shutil.which("Xvfb"):
-        return True, "display", "no DISPLAY; desktop workers will start Xvfb"
-    return None, "display", "no DISPLAY and no Xvfb (desktop steps need one): apt-get install xvfb"
+def _display(settings: Settings) -> Check:
+    import importlib.util
+
+    mode = settings.desktop_display
+    if mode == "auto" and os.environ.get("DISPLAY"):
+        where = f"DISPLAY={os.environ['DISPLAY']} (HUB_DESKTOP_DISPLAY=auto)"
+    elif mode in ("auto", "xvfb"):
+        if not shutil.which("Xvfb"):
+            return (
+                None,
+                "display",
+                "no DISPLAY and no Xvfb (desktop steps need one): apt-get install xvfb",
+            )
+        where = f"desktop workers start their own Xvfb ({settings.desktop_size or '1024x768'})"
+    else:
+        where = f"HUB_DESKTOP_DISPLAY={mode}"
+    if importlib.util.find_spec("pyautogui") is None:
+        return None, "display", f"{where}; PyAutoGUI missing: pip install 'hub[desktop]'"
+    return True, "display", where

@@ -158,11 +158,18 @@ def make_celery(hub: Hub) -> Celery:
             hub.store.dispose()
 
     def _lend_services(sender: Any = None, **_: Any) -> None:
-        # before the pool forks: children inherit the service, each launches its own browser
-        if getattr(sender, "app", None) is app and consumes(app, "browser"):
+        # before the pool forks: children inherit the services; each child launches its own
+        # browser and, on a server without a screen, starts its own Xvfb on its first step
+        if getattr(sender, "app", None) is not app:
+            return
+        if consumes(app, "browser"):
             from bots.browser import BrowserService
 
             hub.engine.services.setdefault("browser", BrowserService(hub.settings))
+        if consumes(app, "desktop"):
+            from bots.desktop import DesktopService
+
+            hub.engine.services.setdefault("desktop", DesktopService(hub.settings))
 
     def _close_services(**_: Any) -> None:
         if "engine" in hub.__dict__:
@@ -182,7 +189,7 @@ def consumes(app: Celery, queue: str) -> bool:
 
 
 def close_services(engine: Engine) -> None:
-    """Shut down what this process lent to steps (its browser); errors are logged."""
+    """Shut down what this process lent to steps (its browser, its Xvfb); errors are logged."""
     for name, service in list(engine.services.items()):
         shutdown = getattr(service, "shutdown", None)
         if shutdown is None:

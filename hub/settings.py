@@ -6,6 +6,7 @@ With nothing set, the hub needs no server: everything lives under ``HUB_HOME``
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -98,6 +99,38 @@ class Settings(BaseSettings):
         description="How long a web bot waits for an element, in milliseconds; navigations "
         "wait three times as long.",
     )
+
+    desktop_display: str = Field(
+        "auto",
+        description="The X display desktop bots drive: auto (DISPLAY when set, else an Xvfb "
+        "the worker starts for itself), xvfb (always its own), or :N.",
+    )
+    desktop_size: str | None = Field(
+        None,
+        description="Screen size desktop bots are made for, like 1024x768: the size of the "
+        "worker's own Xvfb (default 1024x768), and checked before each desktop step.",
+    )
+    desktop_lease_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a desktop step waits for its display while another step holds "
+        "it, before it is retried later.",
+    )
+    desktop_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a desktop bot waits for a window or an image by default.",
+    )
+
+    @field_validator("desktop_size")
+    @classmethod
+    def _screen_size(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        match = re.fullmatch(r"\s*(\d{2,5})\s*[xX]\s*(\d{2,5})\s*", value)
+        if match is None:
+            raise ValueError(f"a screen size is WIDTHxHEIGHT, like 1024x768, not {value!r}")
+        return f"{match.group(1)}x{match.group(2)}"
 
     @field_validator("database_url", "broker_url", "smtp_host", "smtp_user")
     @classmethod

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +15,38 @@ import pytest
 from bots.browser import BrowserService
 from bots.chromium import ChromiumMissing, Found, find
 from hub.settings import Settings
+from hub.testing import LocalHub
 from tests.conftest import need
 from tests.sandbox.legacy_web import LegacyWebApp
 
 #: The password the bots type; it must appear nowhere it could leak.
 CANARY = "canary-7Qx2-Pw!z"
 USER = "clerk"
+
+
+@pytest.fixture(params=["sqlite"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """In-process bot tests run on SQLite; the worker tests cover PostgreSQL."""
+    return f"sqlite:///{tmp_path / 'hub.db'}"
+
+
+def finish(hub: LocalHub, run_id: str) -> dict[str, Any]:
+    """Run until the run is done or waits for review (moving the clock past retry waits)."""
+    view: dict[str, Any] = {}
+    for _ in range(10):
+        hub.drain()
+        view = hub.run(run_id)
+        if view["status"] in ("succeeded", "needs_review", "failed"):
+            return view
+        hub.advance(30)  # a retry's backoff
+    raise AssertionError(f"run {run_id} did not finish: {view}")
+
+
+def succeeded(hub: LocalHub, run_id: str) -> dict[str, Any]:
+    view = finish(hub, run_id)
+    errors = [(st["key"], st.get("error")) for st in view["steps"]]
+    assert view["status"] == "succeeded", errors
+    return view
 
 
 @pytest.fixture(scope="session")

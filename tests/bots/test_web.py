@@ -24,7 +24,7 @@ from hub import models as m
 from hub.registry import Registry
 from hub.settings import Settings
 from hub.testing import LocalHub
-from tests.bots.conftest import CANARY, USER, Site
+from tests.bots.conftest import CANARY, USER, Site, finish, succeeded
 from tests.bots.png import pixel
 from tests.hub.rows import attempts_of, reviews_of, rows, step_row
 from tests.sandbox.legacy_web import LegacyWebApp
@@ -109,31 +109,6 @@ def hub(
     made = local_hub(registry)
     made.engine.services["browser"] = browser
     return made
-
-
-@pytest.fixture(params=["sqlite"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    """Browser tests run on SQLite; the worker tests cover PostgreSQL."""
-    return f"sqlite:///{tmp_path / 'hub.db'}"
-
-
-def finish(hub: LocalHub, run_id: str) -> dict[str, Any]:
-    """Run until the run is done or waits for review (moving the clock past retry waits)."""
-    view: dict[str, Any] = {}
-    for _ in range(10):
-        hub.drain()
-        view = hub.run(run_id)
-        if view["status"] in ("succeeded", "needs_review", "failed"):
-            return view
-        hub.advance(30)  # a retry's backoff
-    raise AssertionError(f"run {run_id} did not finish: {view}")
-
-
-def succeeded(hub: LocalHub, run_id: str) -> dict[str, Any]:
-    view = finish(hub, run_id)
-    errors = [(st["key"], st.get("error")) for st in view["steps"]]
-    assert view["status"] == "succeeded", errors
-    return view
 
 
 def files(hub: LocalHub, run_id: str) -> dict[str, m.Artifact]:

@@ -18,8 +18,9 @@ from bots.chromium import Found
 from tests.bots.conftest import CANARY, USER
 from tests.sandbox import RecordsServer
 from tests.sandbox.legacy_web import LegacyWebApp
-from tests.support import Harness, children_of, wait_until
+from tests.support import Harness, wait_until
 from tests.support.harness import own_redis_db
+from tests.support.procs import command_name, descendants, is_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -61,35 +62,12 @@ def harness(
             h.close()
 
 
-def descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        for child in children_of(todo.pop()):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def chromium_of(pid: int) -> list[int]:
-    def comm(p: int) -> str:
-        try:
-            return Path(f"/proc/{p}/comm").read_text().strip()
-        except OSError:
-            return ""
-
-    return [p for p in descendants(pid) if comm(p).startswith(("chrom", "headless"))]
+    return [p for p in descendants(pid) if command_name(p).startswith(("chrom", "headless"))]
 
 
 def alive(pids: list[int]) -> list[int]:
-    out = []
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            out.append(pid)
-    return out
+    return [pid for pid in pids if is_alive(pid)]
 
 
 def test_a_worker_killed_mid_bot_step_leaves_no_chromium_and_one_order(

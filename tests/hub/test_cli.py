@@ -267,7 +267,7 @@ def test_doctor_reports_database_broker_and_flows_ok(idle: dict[str, Any]) -> No
     lines = result.stdout.splitlines()
     assert any(x.startswith("ok  database: sqlite:///") for x in lines), result.stdout
     assert any(x.startswith("ok  broker: embedded") for x in lines), result.stdout
-    assert "ok  flows: hello, invoice_batch, legacy_orders, notify" in lines
+    assert "ok  flows: desktop_orders, hello, invoice_batch, legacy_orders, notify" in lines
 
 
 def test_commands_on_a_database_without_tables_say_to_upgrade(tmp_path: Path) -> None:
@@ -298,8 +298,9 @@ def test_flows_lists_hello_and_its_three_steps(tmp_path: Path) -> None:
     result = hub(hub_env(tmp_path), "flows")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("hello  (flows.hello)  Greets a person by name.")
-    assert [x.split()[1] for x in lines[1:4]] == ["clean", "greet", "sign"]
+    at = next(i for i, line in enumerate(lines) if line.startswith("hello "))
+    assert lines[at].startswith("hello  (flows.hello)  Greets a person by name.")
+    assert [x.split()[1] for x in lines[at + 1 : at + 4]] == ["clean", "greet", "sign"]
     as_json = json.loads(hub(hub_env(tmp_path), "flows", "--json").stdout)
     hello = next(f for f in as_json if f["name"] == "hello")
     assert [s["name"] for s in hello["steps"]] == ["clean", "greet", "sign"]
@@ -389,7 +390,7 @@ def test_an_unknown_flow_is_one_line_listing_the_known_flows(idle: dict[str, Any
     result = hub(idle["env"], "run", "helo")
     assert result.returncode == 2
     assert one_line_error(result) == (
-        "error: unknown flow 'helo'; known flows: hello, invoice_batch, legacy_orders, notify"
+        "error: unknown flow 'helo'; known flows: desktop_orders, hello, invoice_batch, legacy_orders, notify"
     )
 
 

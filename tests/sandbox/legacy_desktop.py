@@ -7,11 +7,15 @@ Run it as ``python -m tests.sandbox.legacy_desktop --records orders.jsonl``
   "Log in". Wrong credentials open the error box "Invalid user name or
   password."
 - **New order** (title "Order Entry — New order"): "Reference", "Customer",
-  "Postal code" (five digits), "Amount" (``1234,50`` or ``1234.50``), button
-  "Save". A bad field opens the error box, e.g. "Postal code 1234 is not
-  valid", and nothing is saved; after OK the cursor is back in that field. A
-  good order is appended to the ``--records`` file as one JSON line, the
-  form is emptied and the label under it says "Saved order 17".
+  "Postal code" (five digits), "Amount" (``1234,50`` or ``1234.50``), buttons
+  "Save" and "Find". A bad field opens the error box, e.g. "Postal code 1234
+  is not valid", and nothing is saved; after OK the cursor is back in that
+  field. A good order is appended to the ``--records`` file as one JSON line,
+  the form is emptied, the label under it says "Saved order 17" and the
+  window's title becomes "Order Entry — Order 17 saved". "Find" looks the
+  reference up: the title becomes "Order Entry — Order 17 found" or "Order
+  Entry — No order PO-1" (the label says the same). A bot reads the title,
+  which X keeps as text, where the label is only pixels.
 - **Error box** (title "Error"): a modal grey window with a dark-blue
   "Error" caption, the message in red and "OK" (Return or Escape close it
   too); the form below takes no input meanwhile.
@@ -54,6 +58,7 @@ LAYOUT: dict[str, tuple[int, int, int, int]] = {
     "postal_code": (240, 190, 260, 28),
     "amount": (240, 240, 260, 28),
     "save": (240, 300, 120, 32),
+    "find": (380, 300, 120, 32),
     "result": (40, 380, 560, 28),
     "error_caption": (0, 0, 320, 26),
     "error_message": (10, 34, 300, 50),
@@ -172,6 +177,7 @@ class OrderEntry:
             self._field(frame, name)
         self._field(frame, "amount").bind("<Return>", lambda _e: self.save())
         self._button(frame, "save", "Save", self.save)
+        self._button(frame, "find", "Find", self.find)
         x, y, w, h = LAYOUT["result"]
         self.result = tk.Label(frame, text="", anchor="w", fg="#006600")
         self.result.place(x=x, y=y, width=w, height=h)
@@ -209,8 +215,33 @@ class OrderEntry:
         for entry in self.entries.values():
             entry.delete(0, tk.END)
         self.result.configure(text=f"Saved order {number}")
+        self.root.title(f"{APP} — Order {number} saved")
         self.root.update_idletasks()
         self.note(f"saved order {number}")
+        self.focus("reference")
+
+    def find(self) -> None:
+        """Look the reference up among the saved orders; the title and the label say what."""
+        if self.error is not None:
+            return
+        reference = self.entries["reference"].get().strip()
+        if not reference:
+            self.show_error("Reference is required", "reference")
+            return
+        number = None
+        if self.records.exists():
+            for line in self.records.read_text(encoding="utf-8").splitlines():
+                record = json.loads(line) if line.strip() else {}
+                if record.get("reference") == reference:
+                    number = int(record["number"])
+        if number is None:
+            self.result.configure(text=f"No order {reference}")
+            self.root.title(f"{APP} — No order {reference}")
+            self.note(f"not found {reference}")
+        else:
+            self.result.configure(text=f"Order {number} has reference {reference}")
+            self.root.title(f"{APP} — Order {number} found")
+            self.note(f"found order {number}")
         self.focus("reference")
 
     def show_error(self, message: str, back_to: str) -> None:

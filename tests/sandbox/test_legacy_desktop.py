@@ -267,6 +267,23 @@ def test_an_order_typed_in_is_saved_as_a_json_line(desktop: Desktop) -> None:
     assert (second["postal_code"], second["amount"], second["user"]) == ("10115", "19.99", "clerk")
 
 
+def test_find_says_in_the_title_whether_the_reference_is_there(desktop: Desktop) -> None:
+    desktop.log_in()
+    desktop.window("^Order Entry .+ New order$")
+    desktop.fill(reference="REF-3")
+    desktop.click("find")
+    assert desktop.window("No order REF-3$").endswith("No order REF-3")
+    desktop.wait_for("not found REF-3")
+    desktop.fill(customer="Otto Metallbau GmbH", postal_code="80331", amount="12")
+    desktop.click("save")
+    assert desktop.window("Order 1 saved$").endswith("Order 1 saved")
+    desktop.fill(reference="REF-3")
+    desktop.click("find")
+    assert desktop.window("Order 1 found$").endswith("Order 1 found")
+    assert desktop.wait_for("found order 1")[-1] == "found order 1"
+    assert len(desktop.saved()) == 1
+
+
 def test_a_bad_postal_code_saves_nothing_and_returns_to_the_field(desktop: Desktop) -> None:
     desktop.log_in()
     desktop.window("^Order Entry .+ New order$")

@@ -83,6 +83,25 @@ def is_alive(pid: int) -> bool:
     return st is not None and st[0] != "Z"
 
 
+def descendants(pid: int) -> list[int]:
+    """Live children of ``pid``, their children, and so on."""
+    found, todo = [], [pid]
+    while todo:
+        for child in children_of(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def command_name(pid: int) -> str:
+    """What ``/proc/PID/comm`` says ("" for a process that is gone)."""
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
 def kill9(pid: int) -> None:
     """``kill -9 pid``; a process already gone is fine."""
     with contextlib.suppress(ProcessLookupError):
