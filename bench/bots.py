@@ -1,7 +1,7 @@
 """Web bot benchmark: what a browser step costs on a warm and on a cold browser, and how many
 orders one browser worker keys into the legacy app a minute.
 
-    .venv/bin/python bench/bots.py [--steps 40] [--cold 5] [--orders 10]
+    .venv/bin/python bench/bots.py [--steps 40] [--cold 5] [--orders 10] [--only desktop]
 
 - ``warm_step_ms``: one browser step's overhead with the worker's warm Chromium: a new
   context with the egress guard, tracing and dialog handlers armed, a page that loads a
@@ -19,6 +19,18 @@ orders one browser worker keys into the legacy app a minute.
 - ``worker_rss_mb``: resident memory of this process, and of it plus Playwright's
   driver and Chromium (every descendant), with the browser warm.
 
+Desktop (``--only desktop`` runs just these):
+
+- ``desktop_step_ms``: one desktop step's overhead on the worker's own Xvfb: the display
+  lease, the health check (size, a screenshot that must not be black), a pointer move and
+  the active window's title read, then the lease released (``DesktopService.open`` to
+  ``close``);
+- ``desktop_engine_step_ms``: the same step run through the engine (LocalHub on SQLite);
+- ``desktop_orders_per_minute``: the example flow ``desktop_orders`` (start the Tk
+  program, log in, find the reference, key the order, close the program), one after the
+  other;
+- ``desktop_worker_rss_mb``: this process plus its Xvfb, with the display warm.
+
 It prints figures and never asserts on time; its last line is one JSON object.
 """
 
@@ -29,6 +41,7 @@ import http.server
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -73,6 +86,13 @@ def trivial(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     bot = WebBot(ctx, data["url"])
     bot.goto("/")
     return {"title": bot.page.title()}
+
+
+@step(queue="desktop", retries=0)
+def desktop_trivial(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    desk = ctx.desktop
+    desk.gui.moveTo(5 + data["n"] % 50, 5)
+    return {"title": desk.active_title}
 
 
 def ctx_for(n: int) -> StepContext:
@@ -129,12 +149,95 @@ def pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
+def desktop(steps: int, orders: int) -> dict[str, Any]:
+    """The desktop figures (see the module docstring)."""
+    from bots.desktop import DesktopService
+
+    settings = Settings(desktop_display="xvfb")
+    service = DesktopService(settings)
+
+    def one(i: int) -> float:
+        ctx = ctx_for(i)
+        ctx.services = {"desktop": service}
+        started = time.perf_counter()
+        desktop_trivial.fn(ctx, {"n": i})
+        ctx.close_services(None)
+        return (time.perf_counter() - started) * 1000
+
+    one(-1)  # start Xvfb, import PyAutoGUI
+    direct = timed(steps, one)
+    rss = rss_mb([os.getpid(), *descendants(os.getpid())])
+
+    hub = LocalHub([Flow("bench_desktop", [desktop_trivial])])
+    hub.engine.services["desktop"] = service
+
+    def engine_step(i: int) -> float:
+        started = time.perf_counter()
+        hub.start("bench_desktop", {"n": i})
+        hub.drain()
+        return (time.perf_counter() - started) * 1000
+
+    engine_step(-1)
+    through_engine = timed(steps, engine_step)
+    hub.close()
+
+    with tempfile.TemporaryDirectory() as folder:
+        records = Path(folder) / "orders.jsonl"
+        os.environ["ORDER_ENTRY_COMMAND"] = (
+            f"{sys.executable} -m tests.sandbox.legacy_desktop --records {records} "
+            "--password bench-password"
+        )
+        os.environ["HUB_SECRET_ORDER_ENTRY"] = "bench-password"
+        orders_hub = LocalHub(Registry.load(["flows.desktop_orders"]))
+        orders_hub.engine.services["desktop"] = service
+        started = time.perf_counter()
+        for i in range(orders):
+            order = {"reference": f"D-{i}", "customer": "Albrecht Metallbau GmbH",
+                     "postal_code": "10115", "amount": "10.00"}  # fmt: skip
+            orders_hub.start("desktop_orders", order)
+            orders_hub.drain()
+        elapsed = time.perf_counter() - started
+        keyed = len(records.read_text().splitlines()) if records.exists() else 0
+        orders_hub.close()
+    service.shutdown()
+    return {
+        "desktop_step_ms_p50": pct(direct, 0.5),
+        "desktop_step_ms_p95": pct(direct, 0.95),
+        "desktop_engine_step_ms_p50": pct(through_engine, 0.5),
+        "desktop_engine_step_ms_p95": pct(through_engine, 0.95),
+        "desktop_orders_per_minute": round(keyed / elapsed * 60, 1),
+        "desktop_orders_keyed": keyed,
+        "desktop_worker_rss_mb": rss,
+    }
+
+
+def print_desktop(figures: dict[str, Any]) -> None:
+    rows = [
+        ("desktop step (open..close)", f"p50 {figures['desktop_step_ms_p50']} ms",
+         f"p95 {figures['desktop_step_ms_p95']} ms", "target < 300 ms"),
+        ("desktop step through the engine", f"p50 {figures['desktop_engine_step_ms_p50']} ms",
+         f"p95 {figures['desktop_engine_step_ms_p95']} ms", ""),
+        ("desktop orders keyed a minute", f"{figures['desktop_orders_per_minute']}",
+         f"({figures['desktop_orders_keyed']} orders)", ""),
+        ("desktop worker RSS", f"{figures['desktop_worker_rss_mb']} MB", "with its Xvfb", ""),
+    ]  # fmt: skip
+    for row in rows:
+        print(f"{row[0]:<34} {row[1]:<16} {row[2]:<36} {row[3]}")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="bench/bots.py")
     parser.add_argument("--steps", type=int, default=40, help="warm steps measured")
     parser.add_argument("--cold", type=int, default=5, help="cold steps measured")
     parser.add_argument("--orders", type=int, default=10, help="orders keyed")
+    parser.add_argument("--only", choices=("all", "browser", "desktop"), default="all")
     args = parser.parse_args(argv)
+    load = {"load_average": round(os.getloadavg()[0], 1), "cpus": os.cpu_count()}
+    if args.only == "desktop":
+        figures = {**desktop(args.steps, args.orders), **load}
+        print_desktop(figures)
+        print(json.dumps(figures), flush=True)
+        return figures
     chromium = find()
     url = serve()
     settings = Settings()
@@ -228,6 +331,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ]  # fmt: skip
     for row in rows:
         print(f"{row[0]:<34} {row[1]:<16} {row[2]:<36} {row[3]}")
+    if args.only == "all":
+        more = desktop(args.steps, args.orders)
+        print_desktop(more)
+        figures.update(more)
     print(json.dumps(figures), flush=True)
     return figures
 
