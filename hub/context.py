@@ -96,6 +96,12 @@ class StepContext:
         self.evidence.mask(value)
         return value
 
+    def connector(self, name: str) -> Any:
+        """The ready client of connection ``name``, bound to this step (see
+        :mod:`hub.connections`): its secrets are masked in this step's evidence and logs,
+        and it sends this step's idempotency key where the system takes one."""
+        return self.service("connectors")(name)
+
     @property
     def browser(self) -> Any:
         """A Playwright ``Page`` in a fresh browser context of this worker's warm browser."""

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from hub import control
 from hub import models as m
+from hub.connections import Connectors
 from hub.context import Service, StepContext
 from hub.errors import (
     BusinessError,
@@ -104,9 +105,10 @@ class Engine:
         self.settings = settings or Settings()
         self.clock = clock
         self._heartbeat = Heartbeat(self)
-        #: what this process lends to steps (``ctx.browser``, ``ctx.desktop``); see
-        #: :class:`hub.context.Service`. Workers of the browser and desktop queues fill it.
-        self.services: dict[str, Service] = {}
+        #: what this process lends to steps (``ctx.connector``, ``ctx.browser``,
+        #: ``ctx.desktop``); see :class:`hub.context.Service`. Every process has the
+        #: connectors; workers of the browser and desktop queues add theirs.
+        self.services: dict[str, Service] = {"connectors": Connectors(self.settings, store)}
 
     # ------------------------------------------------------------------ start
     def start_run(

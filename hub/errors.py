@@ -18,6 +18,7 @@
     ├── IdempotencyConflict       an idempotency key reused with another body
     │   └── RequestInFlight       that key's first request is still being handled (409)
     ├── SignatureError            a webhook delivery failed verification (401)
+    ├── ConnectionConfigError     a connection missing, malformed, or its secret unreadable
     └── AccountError              a user or token that does not exist, or a bad name/role
 
 Any other exception raised by a step is an *application error*: it is retried
@@ -157,3 +158,12 @@ def classify(exc: BaseException) -> str:
     if isinstance(exc, StepError):
         return exc.kind
     return "error"
+
+
+class ConnectionConfigError(HubError):
+    """A connection that is missing or malformed, or whose secret cannot be read.
+
+    The message names the connection, where it is defined, and the fix. Raised
+    in a step, it is an application error: retried per the step's policy, then
+    review (a person fixes the configuration and retries).
+    """

@@ -458,3 +458,20 @@ class ScheduleFire(Base):
     reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
     run_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("runs.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Connection(Base):
+    """A connection stored from the CLI or the web app (see :mod:`hub.connections`).
+
+    ``config`` holds everything but the literal secret values, which are in
+    ``secrets``: a Fernet token of their JSON, under ``HUB_SECRET_KEY``.
+    """
+
+    __tablename__ = "connections"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    config: Mapped[Any] = mapped_column(JSON)
+    secrets: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(100))

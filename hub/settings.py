@@ -100,6 +100,14 @@ class Settings(BaseSettings):
         "wait three times as long.",
     )
 
+    connections_file: Path | None = Field(
+        None, description="TOML or JSON file of connections (see hub.connections)."
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Fernet key(s) that encrypt stored connection secrets, comma-separated: "
+        "the first encrypts, all decrypt. Make one with `hub connections key`.",
+    )
     desktop_display: str = Field(
         "auto",
         description="The X display desktop bots drive: auto (DISPLAY when set, else an Xvfb "

@@ -13,11 +13,12 @@ Countdown retries are held until :meth:`LocalHub.advance` moves the clock.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from hub.connections import ConnectionConfig, Connectors
 from hub.engine import Engine
 from hub.flow import Flow
 from hub.models import utcnow
@@ -36,6 +37,7 @@ class LocalHub:
         *,
         database_url: str | None = None,
         settings: Settings | None = None,
+        connections: Mapping[str, Mapping[str, Any] | ConnectionConfig] | None = None,
     ) -> None:
         self._tmp = None
         if database_url is None:
@@ -51,6 +53,20 @@ class LocalHub:
         self.engine = Engine(
             self.store, self.registry, self._publish, settings or Settings(), clock=self._clock
         )
+        if connections is not None:
+            # these connections only, as given: no file, environment or database is read
+            configs = {
+                name: c if isinstance(c, ConnectionConfig)
+                else ConnectionConfig.model_validate({**c, "name": name, "source": "LocalHub"})
+                for name, c in connections.items()
+            }  # fmt: skip
+            self.engine.services["connectors"] = Connectors(self.engine.settings, configs=configs)
+
+    def connector(self, name: str) -> Any:
+        """This process's connector of connection ``name`` (a FakeConnector for kind fake)."""
+        connectors = self.engine.services["connectors"]
+        assert isinstance(connectors, Connectors)
+        return connectors.connector(name)
 
     def _clock(self) -> datetime:
         return self.now if self._frozen else max(self.now, utcnow())
@@ -88,6 +104,9 @@ class LocalHub:
             return describe_run(s, run_id, attempts=attempts)
 
     def close(self) -> None:
+        connectors = self.engine.services.get("connectors")
+        if isinstance(connectors, Connectors):
+            connectors.shutdown()
         self.store.engine.dispose()
         if self._tmp is not None:
             self._tmp.cleanup()
