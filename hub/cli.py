@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from hub.cli_connections import connections_app
 from hub.cli_hooks import hooks_app
 from hub.cli_reviews import reviews_app
 from hub.cli_schedules import schedules_app
@@ -34,6 +35,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(reviews_app, name="reviews")
 app.add_typer(hooks_app, name="hooks")
 app.add_typer(schedules_app, name="schedules")
+app.add_typer(connections_app, name="connections")
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 STATUSES = ("queued", "running", "needs_review", "succeeded", "failed", "cancelled")
