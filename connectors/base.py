@@ -292,7 +292,11 @@ def guarded_transport(egress: Egress, **options: Any) -> Any:
 def guarded_session(egress: Egress, *, verify: bool | str = True) -> Any:
     """A ``requests.Session`` whose every request (redirects and document imports
     included) is checked with ``egress`` first; it ignores proxy and CA variables of
-    the environment (``trust_env`` off) so ``verify`` is what counts."""
+    the environment (``trust_env`` off) so ``verify`` is what counts.
+
+    ``file:`` and ``ftp:`` are refused by adapters mounted here. A library that mounts
+    its own adapter for them on the session it is given (zeep's ``Transport`` mounts a
+    disk reader for ``file:``) undoes that: mount the refusing adapter again after."""
     import requests
     from requests.adapters import HTTPAdapter
 

@@ -90,7 +90,8 @@ def connector(driver: Driver, **changes: Any) -> Iterator[Any]:
 
 
 class Contract:
-    """Subclass with a ``driver`` fixture (and ``monkeypatch`` setting its secret)."""
+    """Subclass with a ``driver`` fixture (and ``monkeypatch`` setting its secret). The
+    driver's sandbox starts each test clean: no failures queued, no records."""
 
     def test_check_reaches_the_system_and_logs_in(self, driver: Driver) -> None:
         with connector(driver) as made:
@@ -132,7 +133,6 @@ class Contract:
         with connector(driver, retries=1, backoff=0.01) as made, pytest.raises(TransientError):
             driver.create(made.bind(ctx), "ref-down")
         assert driver.effects("ref-down") == 0
-        driver.fail_transient(0)
 
     def test_a_refusal_is_a_business_error_with_the_systems_words_and_evidence(
         self, driver: Driver, caplog: pytest.LogCaptureFixture
