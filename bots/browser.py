@@ -78,6 +78,7 @@ class BrowserService:
 
     # --------------------------------------------------------------- service
     def open(self, ctx: StepContext) -> Any:
+        _not_in_an_event_loop()
         try:
             session = Session(self._ready_browser(), ctx, self.timeout_ms)
         except Exception as exc:
@@ -160,6 +161,20 @@ class BrowserService:
                 log.debug("closing a dead browser", exc_info=True)
         if playwright is not None:
             _DRIVER.release()
+
+
+def _not_in_an_event_loop() -> None:
+    """Playwright's sync API blocks: never inside an event loop (the web app's, say)."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        "a browser step ran inside an asyncio event loop (the web app?): web bots run only "
+        "in worker processes of the browser queue (`hub worker --queues browser`)"
+    )
 
 
 class _Driver:
