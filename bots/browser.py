@@ -164,9 +164,15 @@ class BrowserService:
 
 
 def _not_in_an_event_loop() -> None:
-    """Playwright's sync API blocks: never inside an event loop (the web app's, say)."""
+    """Playwright's sync API blocks: never inside an event loop (the web app's, say).
+
+    Once this process's driver runs, the thread reports Playwright's own loop as
+    running between calls; a foreign loop is only to be found before that (and
+    Playwright refuses one itself after)."""
     import asyncio
 
+    if _DRIVER.playwright is not None:
+        return
     try:
         asyncio.get_running_loop()
     except RuntimeError:
