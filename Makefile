@@ -13,9 +13,9 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-## make up: install, migrate and run the hub with the example flows on this machine
+## make up: install, migrate and run the hub with the example flows and the demo on this machine
 up: install
-	$(BIN)/hub up
+	$(BIN)/hub up --demo
 
 ## make test: install what the tests need, lint, and run the whole suite
 test: install

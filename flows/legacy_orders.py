@@ -12,18 +12,24 @@ is retried.
     HUB_SECRET_LEGACY_WEB=secret hub worker --queues browser
     hub run legacy_orders --wait --input '{"reference": "PO-4711",
       "customer": "Albrecht Metallbau GmbH", "postal_code": "10115", "amount": "99.50"}'
+
+Triggers: ``POST /hooks/orders`` with an order as JSON, signed as GitHub signs
+(``X-Hub-Signature-256``) with the secret in ``LEGACY_ORDERS_WEBHOOK_SECRET``;
+and, when ``LEGACY_ORDERS_SCHEDULE`` holds a cron expression, a sample order
+keyed on that schedule (``hub up --demo`` sets both).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
 from bots.web import WebBot
-from hub import Flow, StepContext, TransientError, step
+from hub import Flow, Schedule, StepContext, TransientError, Webhook, step
 
 
 class Order(BaseModel):
@@ -95,8 +101,29 @@ def find_order(bot: WebBot, reference: str) -> int | None:
     return min(numbers) if numbers else None
 
 
+def sample_order(fire_time: datetime) -> dict[str, str]:
+    """The order a scheduled run keys: one reference per fire time."""
+    return {
+        "reference": f"S-{fire_time:%m%d%H%M}",
+        "customer": "Lorenz Metallbau GmbH",
+        "postal_code": "80331",
+        "amount": "42.00",
+    }
+
+
+def triggers() -> list[Webhook | Schedule]:
+    found: list[Webhook | Schedule] = [
+        Webhook("orders", verify="github", secret="env:LEGACY_ORDERS_WEBHOOK_SECRET")
+    ]
+    cron = os.environ.get("LEGACY_ORDERS_SCHEDULE")
+    if cron:
+        found.append(Schedule(cron, overlap="forbid", misfire="skip", input=sample_order))
+    return found
+
+
 legacy_orders = Flow(
     "legacy_orders",
     [key_order],
     description="Keys an order into the legacy web app, once.",
+    triggers=triggers(),
 )

@@ -480,9 +480,24 @@ def up(
     port: Annotated[int, typer.Option(help="Web app port.")] = 8000,
     host: str = "127.0.0.1",
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Also run the bundled legacy order-entry app on :8100, with a webhook and a "
+            "schedule for the legacy_orders flow, and print what to try.",
+        ),
+    ] = False,
 ) -> None:
     """Run everything on this machine: web app, a worker and the scheduler. Ctrl-C stops it."""
     settings = Settings()
+    extra: dict[str, str] = {}
+    if demo:
+        from hub import demo as demo_mode
+
+        settings.home.mkdir(parents=True, exist_ok=True)
+        extra = demo_mode.environment(settings.home.resolve())
+        os.environ.update(extra)  # this process loads the flows too (their triggers)
     from hub.store import Store
 
     _loaded(_hub())
@@ -492,7 +507,10 @@ def up(
     store.engine.dispose()
     exe = [sys.executable, "-m", "hub"]
     queues = "default,browser,desktop"
-    procs = {
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    if demo:
+        procs["legacy-app"] = subprocess.Popen(demo_mode.legacy_app(extra))
+    procs |= {
         "web": subprocess.Popen([*exe, "web", "--host", host, "--port", str(port)]),
         "worker": subprocess.Popen(
             [*exe, "worker", "--queues", queues, "--concurrency", str(concurrency)]
@@ -500,6 +518,8 @@ def up(
         "scheduler": subprocess.Popen([*exe, "scheduler"]),
     }
     typer.echo(f"hub is up: http://{host}:{port}  (home {settings.home.resolve()}, Ctrl-C stops)")
+    if demo:
+        typer.echo(demo_mode.guide(f"http://{host}:{port}", extra))
     stopping = False
 
     def stop(*_: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import threading
+from pathlib import Path
 
 from tests.sandbox.legacy_web.app import LegacyWebApp
 
@@ -17,6 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--session-seconds", type=float, default=600.0)
     parser.add_argument("--suggest-delay", type=float, default=0.8)
     parser.add_argument("--busy-status", type=int, default=200)
+    parser.add_argument("--orders-file", type=Path, help="append each saved order as JSON")
     args = parser.parse_args(argv)
     app = LegacyWebApp(
         args.user,
@@ -25,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
         suggest_delay=args.suggest_delay,
         busy_status=args.busy_status,
         port=args.port,
+        orders_file=args.orders_file,
     )
     with app:
         print(f"Order Entry 2.3 on {app.url}/ (user {args.user!r}); Ctrl-C stops it", flush=True)

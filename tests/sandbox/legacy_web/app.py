@@ -10,6 +10,7 @@ a free port of 127.0.0.1; :mod:`.handler` answers the requests and
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 #: How many order forms one session remembers; an older form answers "form has expired".
@@ -85,8 +87,11 @@ class LegacyWebApp:
         clock: Callable[[], float] = time.monotonic,
         host: str = "127.0.0.1",
         port: int = 0,
+        orders_file: Path | None = None,
     ) -> None:
         self.user = user
+        #: when set, each saved order is appended to it as one JSON line (the app's "database")
+        self.orders_file = orders_file
         self.password = password
         self.session_seconds = session_seconds
         self.suggest_delay = suggest_delay
@@ -227,6 +232,9 @@ class LegacyWebApp:
             )
             self._orders.append(order)
             self.counts.created += 1
+            if self.orders_file is not None:
+                with self.orders_file.open("a", encoding="utf-8") as file:
+                    file.write(json.dumps(order.as_dict(), ensure_ascii=False) + "\n")
             return order
 
     def count(self, counter: str) -> None:
