@@ -39,8 +39,9 @@ def revision(url: str) -> str | None:
 
 
 @pytest.mark.slow
-def test_upgrading_with_runs_in_flight_loses_nothing(  # noqa: F811 - the imported fixture
-    empty_url: str, tmp_path: Path
+def test_upgrading_with_runs_in_flight_loses_nothing(
+    empty_url: str,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
 ) -> None:
     url = empty_url
     Store(url).migrate(PREVIOUS)
