@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from connectors.base import Bound, Connector
-from hub.errors import BusinessError
+from connectors.base import Bound, Connector, Retry, retrying
+from hub.errors import BusinessError, HubError, TransientError
 
 if TYPE_CHECKING:
     from hub.connections import ConnectionConfig
@@ -74,6 +74,12 @@ class FakeConnector(Connector):
         return FakeClient(self, ctx)
 
     def check(self) -> str:
+        """Reads the connection's secrets (an unset variable fails as it would for real);
+        with ``options.accept`` set, a secret other than that one is refused."""
+        values = [self.secret(field) for field in self.config.auth.secrets()]
+        accept = self.config.options.get("accept")
+        if accept is not None and accept not in values:
+            raise BusinessError(f"fake connection {self.name!r} refused the credentials")
         return f"fake connection {self.name!r}: nothing to reach"
 
 
@@ -90,9 +96,28 @@ class FakeClient(Bound):
         idempotency_key: str | None = None,
         **_: Any,
     ) -> Any:
+        """One call, as a real connector makes it: an absolute URL is checked against the
+        allow-list, a scripted ``TransientError`` is retried per the connection, and the
+        request is left as evidence when the call fails."""
         method = method.upper()
-        fake = self.connector
+        if "://" in path:
+            self.connector.egress.check(path)
         key = self.idempotency_key(idempotency_key) if method in CHANGES else None
+
+        def once() -> Any:
+            try:
+                return self._answer(method, path, params, json, key)
+            except TransientError as exc:
+                raise Retry(exc) from exc
+
+        try:
+            return retrying(self.config, once)
+        except HubError:
+            self.record(request={"method": method, "url": path, "headers": {}, "body": json})
+            raise
+
+    def _answer(self, method: str, path: str, params: Any, json: Any, key: str | None) -> Any:
+        fake = self.connector
         with fake.lock:
             failures = fake._failures.get((method, path))
             if failures:
