@@ -73,12 +73,21 @@ class BrowserService:
         self._thread: int | None = None
         self._served = 0
         self._sessions: dict[int, Session] = {}
+        self._spare: Session | None = None
         #: browsers launched by this service so far (for tests and logs)
         self.launches = 0
 
     # --------------------------------------------------------------- service
     def open(self, ctx: StepContext) -> Any:
         _not_in_an_event_loop()
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            if self._browser is not None and self._browser.is_connected() and _answers(spare):
+                spare.ctx = ctx  # made by idle() for the next step: never used before
+                self._sessions[id(spare.page)] = spare
+                return spare.page
+            log.warning("the browser of this worker died; launching a new one")
+            self.shutdown()
         try:
             session = Session(self._ready_browser(), ctx, self.timeout_ms)
         except Exception as exc:
@@ -104,6 +113,20 @@ class BrowserService:
         if self._served >= self.max_steps:
             log.info("browser served %d steps; the next step gets a fresh one", self._served)
             self.shutdown()
+
+    def idle(self) -> None:
+        """Between steps (the engine calls it once a step's result is stored): make the
+        next step's context and page now, so that step does not wait for Chromium to
+        start a renderer. It is still a fresh context, used by one step only."""
+        if self._spare is not None or self._browser is None or self._served >= self.max_steps:
+            return
+        try:
+            if not self._browser.is_connected() or self._thread != threading.get_ident():
+                return
+            self._spare = Session(self._browser, None, self.timeout_ms)
+        except Exception:  # a browser going away: the next step launches a new one
+            log.debug("preparing the next browser context failed", exc_info=True)
+            self._spare = None
 
     def session(self, page: Any) -> Session:
         """The :class:`Session` of a page this service opened (``ctx.browser``)."""
@@ -154,6 +177,7 @@ class BrowserService:
         browser, playwright = self._browser, self._playwright
         self._browser = self._playwright = self._thread = None
         self._sessions.clear()
+        self._spare = None  # its context closes with the browser
         if browser is not None:
             try:
                 browser.close()
@@ -216,8 +240,9 @@ _DRIVER = _Driver()
 class Session:
     """One step's browser context and page, its egress guard, trace and secret fields."""
 
-    def __init__(self, browser: Any, ctx: StepContext, timeout_ms: int) -> None:
-        self.ctx = ctx
+    def __init__(self, browser: Any, ctx: StepContext | None, timeout_ms: int) -> None:
+        #: the step it serves (None for a spare made ahead; set before the step uses it)
+        self.ctx: Any = ctx
         self.allow = Allow()
         #: requests refused by the guard, as "URL (why)"
         self.violations: list[str] = []
@@ -387,6 +412,15 @@ class Session:
             self.context.close()
         finally:
             shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _answers(session: Session) -> bool:
+    """Whether the page's renderer answers (a browser killed a moment ago may still look
+    connected): one round trip, a millisecond or two."""
+    try:
+        return bool(session.page.evaluate("1") == 1)
+    except Exception:
+        return False
 
 
 def _present(locator: Any) -> bool:

@@ -19,6 +19,10 @@ class Service(Protocol):
     and :meth:`close` when the step has returned or raised, BEFORE the result is
     stored: with ``error`` set, ``close`` records what the reviewer will need
     (screenshot, trace, page HTML) in ``ctx.evidence``. ``close`` must not raise.
+
+    A service may also have ``idle()``: the engine calls it after a published step
+    (and the steps it ran inline) is stored, to prepare for the next step ahead of
+    time (a browser makes the next context). It must not raise.
     """
 
     def open(self, ctx: StepContext) -> Any: ...

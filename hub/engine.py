@@ -16,6 +16,7 @@ without a broker round trip, each committed before the next starts.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import signal
 import threading
@@ -186,11 +187,27 @@ class Engine:
         """
         claim = self.claim(step_id) or self.claim_interrupted(step_id)
         budget = self.settings.inline_steps
+        ran = claim is not None
         while claim is not None:
             outcome = self.run_claimed(claim, inline=budget > 0)
             budget -= 1
             self.dispatch(outcome.dispatch)
             claim = outcome.inline
+        if ran:
+            self.idle()
+
+    def idle(self) -> None:
+        """Let the services prepare for the next step (see :class:`hub.context.Service`)."""
+        for name, service in self.services.items():
+            prepare = getattr(service, "idle", None)
+            if prepare is None:
+                continue
+            try:
+                prepare()
+            except Exception:
+                logging.getLogger("hub.engine").exception(
+                    "the %s service failed to prepare for the next step", name
+                )
 
     def claim(self, step_id: str) -> Claim | None:
         """Take the lease of a ready step by conditional UPDATE; None if not ours to run."""

@@ -92,7 +92,17 @@ def title(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     return {"title": page.title()}
 
 
+@step(queue="browser", retries=0)
+def cookies(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    bot = WebBot(ctx, data["url"])
+    bot.goto("/")
+    before = bot.page.evaluate("document.cookie")
+    bot.page.evaluate("document.cookie = 'seen=1; max-age=3600'")
+    return {"before": before}
+
+
 FLOWS = [
+    Flow("cookies", [cookies]),
     Flow("lost_result", [key_then_lose_the_result]),
     Flow("stops_on_login", [types_the_password_and_stops]),
     Flow("visit", [visit]),
@@ -294,6 +304,19 @@ def test_service_workers_are_blocked(hub: LocalHub, site: Site) -> None:
     assert site.hits_on(site.port).count("/sw.js") == 0
 
 
+def test_the_context_made_between_steps_is_the_next_steps_and_shares_nothing(
+    hub: LocalHub, browser: BrowserService, site: Site
+) -> None:
+    first = succeeded(hub, hub.start("cookies", {"url": site.url}))
+    spare = browser._spare
+    assert spare is not None and spare.ctx is None
+    second = succeeded(hub, hub.start("cookies", {"url": site.url}))
+
+    assert first["output"] == second["output"] == {"before": ""}  # no cookie carried over
+    assert spare.context not in browser.browser.contexts  # the second step used it, closed
+    assert browser._spare is not None and browser._spare is not spare
+
+
 def test_a_page_used_without_a_webbot_reaches_nothing(hub: LocalHub) -> None:
     view = finish(hub, hub.start("title", {}))
     assert view["output"] == {"title": ""}  # about:blank needs no network
@@ -353,6 +376,9 @@ def _comm(pid: int) -> str:
 def test_steps_of_one_worker_get_fresh_contexts(hub: LocalHub, browser: BrowserService) -> None:
     for _ in range(2):
         succeeded(hub, hub.start("title", {}))
-    assert len(browser.browser.contexts) == 0
+    # between steps only the next step's context is open, made ahead and unused
+    spare = browser._spare
+    assert spare is not None and browser.browser.contexts == [spare.context]
+    assert spare.page.url == "about:blank" and spare.context.cookies() == []
     with hub.store.read() as s:
         assert s.scalars(select(m.ReviewItem)).all() == []
