@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install up test lint bench clean
+.PHONY: install up test lint bench docs clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/engine.py
+
+docs: install
+	$(BIN)/python -m hub.reference
 
 clean:
 	rm -rf $(VENV) .hub .pytest_cache .mypy_cache .ruff_cache
