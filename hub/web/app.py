@@ -35,7 +35,7 @@ from hub.errors import (
     RunStateError,
 )
 from hub.models import utcnow
-from hub.web import api, hooks, pages, review_pages, reviews_api, schedules
+from hub.web import api, connections, hooks, pages, review_pages, reviews_api, schedules
 from hub.web.security import LoginRequired, SecurityHeaders
 
 HERE = Path(__file__).parent
@@ -85,6 +85,7 @@ def create_app(hub: Any, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     app.include_router(review_pages.router)
     app.include_router(hooks.router)
     app.include_router(schedules.router)
+    app.include_router(connections.router)
     return app
 
 
