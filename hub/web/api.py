@@ -43,6 +43,7 @@ def api_me(login: Login = Depends(api_login)) -> dict[str, Any]:
 
 @router.get("/flows")
 def api_flows(request: Request, _: Principal = viewer) -> list[dict[str, Any]]:
+    """The flows this hub has loaded, with their steps (name, queue, retries, timeout)."""
     return [
         {"name": f.name, "description": f.description, "steps": f.describe()}
         for f in request.app.state.hub.registry
@@ -57,6 +58,11 @@ def api_start(
     idempotency_key: str | None = Header(default=None),
     _: Principal = Depends(api_role("operator")),
 ) -> JSONResponse:
+    """Start a run of ``flow`` with the JSON body as its input.
+
+    201 with the run's id and status URL; with an ``Idempotency-Key`` header a repeat
+    answers 200 with the first run, and the key with another body answers 409.
+    Input the flow refuses answers 422 naming the fields."""
     started = request.app.state.hub.engine.start_run(
         flow,
         payload if payload is not None else {},
@@ -79,12 +85,14 @@ def api_runs(
     limit: int = Query(50, ge=1, le=500),
     _: Principal = viewer,
 ) -> Any:
+    """Runs, newest first: id, flow, status, trigger, times (filter by flow and status)."""
     with request.app.state.hub.store.read() as s:
         return list_runs(s, limit=limit, flow=flow, status=status)
 
 
 @router.get("/runs/{run_id}")
 def api_run(request: Request, run_id: str, _: Principal = viewer) -> Any:
+    """One run: its input and output, and each step with its status, attempts and errors."""
     with request.app.state.hub.store.read() as s:
         return describe_run(s, run_id, attempts=True)
 
@@ -97,6 +105,9 @@ def api_act(
     body: dict[str, Any] = Body(default={}),
     who: Principal = viewer,
 ) -> Any:
+    """Act on a run: ``cancel`` or ``abort`` (``reason``), ``resume`` (``step``, an edited
+    ``input``), ``skip`` (``step``, ``reason``) or ``complete`` (``step``, ``output``); the
+    run as it is after. 409 when the run's state does not allow the action."""
     if action not in ACTIONS:
         raise HTTPException(404, f"unknown action {action!r}; actions are {', '.join(ACTIONS)}")
     require(who, ACTIONS[action])

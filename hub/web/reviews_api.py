@@ -52,6 +52,8 @@ def api_reviews(
     counts: bool = True,
     who: Principal = viewer,
 ) -> Any:
+    """The review queue the asker may see, filtered and sorted, a page at a time
+    (``cursor`` from the previous page), with counts by status."""
     with request.app.state.hub.store.read() as s:
         return reviews.queue(
             s,
@@ -74,6 +76,8 @@ def api_reviews(
 
 @router.get("/{item_id}")
 def api_review(request: Request, item_id: str, who: Principal = viewer) -> Any:
+    """One review item: the error, the evidence, the step's input, the form, comments and
+    the audit trail; 404 for an item of another team."""
     hub = request.app.state.hub
     try:
         with hub.store.read() as s:
@@ -134,6 +138,8 @@ def api_review_act(
     body: dict[str, Any] = Body(default={}),
     who: Principal = viewer,
 ) -> Any:
+    """Act on a review item (claim, assign, retry, edit, complete, skip, abort, comment),
+    with the ``version`` you read: 409 when someone acted first, 422 for a bad input."""
     if action not in reviews.ACTIONS:
         raise HTTPException(
             404, f"unknown action {action!r}; actions are {', '.join(reviews.ACTIONS)}"
