@@ -36,6 +36,7 @@ from hub.errors import (
 )
 from hub.models import utcnow
 from hub.web import api, connections, hooks, pages, review_pages, reviews_api, schedules
+from hub.web.dashboard import router as dashboard_router
 from hub.web.security import LoginRequired, SecurityHeaders
 
 HERE = Path(__file__).parent
@@ -82,6 +83,7 @@ def create_app(hub: Any, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     app.include_router(api.router)
     app.include_router(reviews_api.router)
     app.include_router(pages.router)
+    app.include_router(dashboard_router)
     app.include_router(review_pages.router)
     app.include_router(hooks.router)
     app.include_router(schedules.router)
