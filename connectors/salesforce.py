@@ -138,6 +138,10 @@ TRANSIENT_CODES = frozenset(
 )
 #: what to check when a login of each kind is refused
 LOGIN_HINTS = {
+    "bearer": (
+        "the session given in auth.token expired or is wrong: the hub cannot renew a "
+        "session it did not log in for; set a fresh one, or use a login kind"
+    ),
     "salesforce_password": "check client_id/secret/username/password and the security token",
     "salesforce_client_credentials": (
         "check client_id/secret, and that the connected app's client credentials flow "
@@ -328,7 +332,19 @@ class SalesforceConnector(Connector):
 
     def _log_in(self) -> Login:
         """The OAuth token request (through the guarded session) and a client on its token.
-        Raises Retry for a busy token endpoint, BusinessError for a refused login."""
+        Raises Retry for a busy token endpoint, BusinessError for a refused login. With
+        auth ``bearer`` the given session is used as it is, on the connection's url."""
+        if self.config.auth.kind == "bearer":
+            instance_url = self.config.url.rstrip("/")
+            sf = Salesforce(
+                instance_url=instance_url,
+                session_id=self.secret("token") or "",
+                session=self.session,
+                version=self.version,
+                object_pairs_hook=dict,
+            )
+            self.logins += 1
+            return Login(sf, instance_url, None)
         form = self._grant()
         response = self.session.post(
             self.token_url, data=form, headers={"Accept": "application/json"}
@@ -744,7 +760,9 @@ class SalesforceClient(Bound):
             codes = {str(e.get("errorCode") or "") for e in errors}
             if codes & TRANSIENT_CODES or exc.status in RETRY_STATUSES or exc.status >= 500:
                 return Retry(TransientError(message, retry_after=self._retry_after()))
-            if isinstance(exc, SalesforceExpiredSession):
+            if isinstance(exc, SalesforceExpiredSession) and self.config.auth.kind == "bearer":
+                message += f"; {LOGIN_HINTS['bearer']} (connection {self.name!r})"
+            elif isinstance(exc, SalesforceExpiredSession):
                 message += (
                     f"; the session expired again right after a new login: check the "
                     f"credentials of connection {self.name!r} and the user's session settings"

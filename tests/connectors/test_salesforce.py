@@ -235,6 +235,21 @@ def test_the_canary_password_appears_in_no_evidence_error_or_log_line(
 
 
 # -------------------------------------------------------------------- SOQL
+def test_a_given_session_is_used_as_it_is_and_its_expiry_says_what_to_do(
+    sandbox: SalesforceSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SF_SESSION", sandbox.token())
+    session = {"kind": "bearer", "token": "env:SF_SESSION"}
+    with salesforce(sandbox, auth=session) as made:
+        client = made.bind(context())
+        made_id = client.create("Account", {"Name": "Session GmbH", "External_Id__c": "s-1"})
+        assert client.get("Account", made_id)["Name"] == "Session GmbH"
+        assert calls(sandbox, r"/oauth2/token", "POST") == []  # no login of its own
+        sandbox.expire_sessions()
+        with pytest.raises(BusinessError, match="cannot renew a session it did not log in"):
+            client.get("Account", made_id)
+
+
 def test_a_query_of_4500_records_reads_three_pages_without_attributes(
     sandbox: SalesforceSandbox, crm: SalesforceClient
 ) -> None:
