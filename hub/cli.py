@@ -76,6 +76,19 @@ def _require_tables(hub: Any) -> None:
         fail(f"database {_safe_url(hub.settings.database)} has no hub tables: run `hub db upgrade`")
 
 
+def _json_logs(settings: Settings, level: str = "INFO") -> bool:
+    """With ``HUB_LOG_FORMAT=json``, write every log line to stderr as JSON (``hub.logs``).
+
+    Returns whether it did; with ``text`` each command logs as it always has.
+    """
+    if settings.log_format != "json":
+        return False
+    from hub import logs
+
+    logs.configure(level, json=True)
+    return True
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -423,6 +436,7 @@ def worker(
 ) -> None:
     """Run a worker that executes steps from QUEUES."""
     hub = _hub()
+    _json_logs(hub.settings, loglevel)  # before Celery's setup, which then keeps it
     _loaded(hub)  # import flows before forking, fail fast
     _require_tables(hub)
     hub.celery.worker_main(
@@ -453,6 +467,7 @@ def scheduler(
     from hub.scheduler import serve
 
     hub = _hub()
+    _json_logs(hub.settings)
     _loaded(hub)
     _require_tables(hub)
     serve(hub, once=once)
@@ -469,10 +484,19 @@ def web(
     from hub.web import create_app
 
     hub = _hub()
+    # JSON: uvicorn's loggers go to the root logger's JSON handler instead of its own
+    log_config = None if _json_logs(hub.settings) else uvicorn.config.LOGGING_CONFIG
     _loaded(hub)
     _require_tables(hub)
     first_admin(hub.store)
-    uvicorn.run(create_app(hub), host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(
+        create_app(hub),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        log_config=log_config,
+    )
 
 
 @app.command()

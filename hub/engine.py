@@ -32,7 +32,7 @@ from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hub import control
+from hub import control, logs
 from hub import models as m
 from hub.connections import Connectors
 from hub.context import Service, StepContext
@@ -326,7 +326,7 @@ class Engine:
         try:
             flow = self.registry.get(claim.flow)
             node = executable(flow, claim.node, claim.item)
-            with self._heartbeat.hold(claim), evidence.capturing():
+            with self._heartbeat.hold(claim), evidence.capturing(), logs.step_scope(claim):
                 result = self._perform(flow, node, claim, evidence)
         except Exception as exc:
             error = exc

@@ -82,6 +82,7 @@ class Run(Base):
         UniqueConstraint("flow", "idempotency_key", name="uq_runs_flow_idempotency_key"),
         Index("ix_runs_status_created", "status", "created_at"),
         Index("ix_runs_flow_created", "flow", "created_at"),
+        Index("ix_runs_flow_status", "flow", "status"),  # run counts of /metrics
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -155,7 +156,8 @@ class Attempt(Base):
     error_kind: Mapped[str | None] = mapped_column(String(50), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    #: indexed for the step durations of /metrics (attempts of the last hour)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
 
 
 class Event(Base):
@@ -353,6 +355,8 @@ class WebhookDelivery(Base):
     __table_args__ = (
         UniqueConstraint("hook", "delivery_key", name="uq_webhook_deliveries_hook_delivery_key"),
         Index("ix_webhook_deliveries_hook_received", "hook", "received_at"),
+        # delivery counts of /metrics, from the index alone
+        Index("ix_webhook_deliveries_hook_status", "hook", "status", "duplicates"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)

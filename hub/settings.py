@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -100,6 +101,17 @@ class Settings(BaseSettings):
         "wait three times as long.",
     )
 
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token GET /metrics asks of clients not on this machine; unset: "
+        "/metrics answers only loopback clients (404 to others).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="How hub web, worker and scheduler write their logs: text, or json "
+        "(one JSON object a line, with the run and step ids of lines written in a step).",
+    )
+
     connections_file: Path | None = Field(
         None, description="TOML or JSON file of connections (see hub.connections)."
     )
@@ -139,6 +151,11 @@ class Settings(BaseSettings):
         if match is None:
             raise ValueError(f"a screen size is WIDTHxHEIGHT, like 1024x768, not {value!r}")
         return f"{match.group(1)}x{match.group(2)}"
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("database_url", "broker_url", "smtp_host", "smtp_user")
     @classmethod
