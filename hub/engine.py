@@ -354,7 +354,7 @@ class Engine:
             with _time_limit(step.timeout, step.name):
                 result = step.fn(*args)
                 if step.is_async:
-                    result = asyncio.run(result)
+                    result = _await(result)
         except BaseException as exc:
             if ctx is not None:
                 ctx.close_services(exc)
@@ -560,3 +560,21 @@ __all__ = [
     "expand",
     "idempotency_key",
 ]
+
+
+def _await(coroutine: Any) -> Any:
+    """Run an async step's coroutine to its end.
+
+    On a loop of its own; in a browser worker, where Playwright's sync API leaves its
+    loop marked as running in this thread, on a helper thread that carries this
+    thread's context (the step's evidence and log scope)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(1, thread_name_prefix="hub-async-step") as pool:
+        return pool.submit(context.run, asyncio.run, coroutine).result()

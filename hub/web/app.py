@@ -35,7 +35,7 @@ from hub.errors import (
     RunStateError,
 )
 from hub.models import utcnow
-from hub.web import api, connections, hooks, pages, review_pages, reviews_api, schedules
+from hub.web import api, connections, hooks, metrics, pages, review_pages, reviews_api, schedules
 from hub.web.dashboard import router as dashboard_router
 from hub.web.security import LoginRequired, SecurityHeaders
 
@@ -88,6 +88,7 @@ def create_app(hub: Any, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     app.include_router(hooks.router)
     app.include_router(schedules.router)
     app.include_router(connections.router)
+    app.include_router(metrics.router)
     return app
 
 

@@ -101,7 +101,17 @@ def cookies(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     return {"before": before}
 
 
+@step(retries=0)
+async def later(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    ctx.log.info("awaited in run %s", ctx.run_id)
+    return {"awaited": True}
+
+
 FLOWS = [
+    Flow("browse_then_await", [title, later]),
     Flow("cookies", [cookies]),
     Flow("lost_result", [key_then_lose_the_result]),
     Flow("stops_on_login", [types_the_password_and_stops]),
@@ -315,6 +325,11 @@ def test_the_context_made_between_steps_is_the_next_steps_and_shares_nothing(
     assert first["output"] == second["output"] == {"before": ""}  # no cookie carried over
     assert spare.context not in browser.browser.contexts  # the second step used it, closed
     assert browser._spare is not None and browser._spare is not spare
+
+
+def test_an_async_step_runs_in_a_worker_whose_browser_is_warm(hub: LocalHub) -> None:
+    view = succeeded(hub, hub.start("browse_then_await", {}))
+    assert view["output"] == {"awaited": True}
 
 
 def test_a_page_used_without_a_webbot_reaches_nothing(hub: LocalHub) -> None:
