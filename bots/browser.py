@@ -415,12 +415,13 @@ class Session:
 
 
 def _answers(session: Session) -> bool:
-    """Whether the page's renderer answers (a browser killed a moment ago may still look
-    connected): one round trip, a millisecond or two."""
+    """Whether the browser answers for the context (a browser killed a moment ago may
+    still look connected): one round trip to the browser process, not to a renderer."""
     try:
-        return bool(session.page.evaluate("1") == 1)
+        session.context.cookies()
     except Exception:
         return False
+    return True
 
 
 def _present(locator: Any) -> bool:
