@@ -139,6 +139,29 @@ class Bound:
             self.ctx.evidence.note(key, value)
 
 
+class Verbs:
+    """``get``/``post``/``put``/``patch``/``delete``: each is :meth:`answer` of that method,
+    the body of the system's answer (REST clients and the fake share them)."""
+
+    def answer(self, method: str, path: str, **kw: Any) -> Any:
+        raise NotImplementedError
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.answer("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Any:
+        return self.answer("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Any:
+        return self.answer("PUT", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> Any:
+        return self.answer("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Any:
+        return self.answer("DELETE", path, **kw)
+
+
 # ------------------------------------------------------------------ retries
 class Retry(Exception):
     """Raised inside :func:`retrying`'s ``call`` to ask for another try."""

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from connectors.base import Bound, Connector, Retry, retrying
+from connectors.base import Bound, Connector, Retry, Verbs, retrying
 from hub.errors import BusinessError, HubError, TransientError
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class FakeConnector(Connector):
         return f"fake connection {self.name!r}: nothing to reach"
 
 
-class FakeClient(Bound):
+class FakeClient(Verbs, Bound):
     connector: FakeConnector
 
     def request(
@@ -138,20 +138,8 @@ class FakeClient(Bound):
                     fake._replies[key] = answer
             return answer
 
-    def get(self, path: str, **kw: Any) -> Any:
-        return self.request("GET", path, **kw)
-
-    def post(self, path: str, **kw: Any) -> Any:
-        return self.request("POST", path, **kw)
-
-    def put(self, path: str, **kw: Any) -> Any:
-        return self.request("PUT", path, **kw)
-
-    def patch(self, path: str, **kw: Any) -> Any:
-        return self.request("PATCH", path, **kw)
-
-    def delete(self, path: str, **kw: Any) -> Any:
-        return self.request("DELETE", path, **kw)
+    def answer(self, method: str, path: str, **kw: Any) -> Any:
+        return self.request(method, path, **kw)
 
     def paginate(self, path: str, **kw: Any) -> Iterator[Any]:
         answer = self.request("GET", path, params=kw.get("params"))

@@ -44,6 +44,7 @@ from connectors.base import (
     Bound,
     Connector,
     Retry,
+    Verbs,
     guarded_transport,
     retry_after,
     retrying,
@@ -185,26 +186,15 @@ class ClientCredentials(httpx.Auth):
             yield request
 
 
-class RestClient(Bound):
+class RestClient(Verbs, Bound):
     """A step's REST client (``ctx.connector(name)`` of a ``rest`` connection)."""
 
     connector: RestConnector
 
     # ---------------------------------------------------------------- calls
-    def get(self, path: str, **kw: Any) -> Any:
-        return _body(self.request("GET", path, **kw))
-
-    def post(self, path: str, **kw: Any) -> Any:
-        return _body(self.request("POST", path, **kw))
-
-    def put(self, path: str, **kw: Any) -> Any:
-        return _body(self.request("PUT", path, **kw))
-
-    def patch(self, path: str, **kw: Any) -> Any:
-        return _body(self.request("PATCH", path, **kw))
-
-    def delete(self, path: str, **kw: Any) -> Any:
-        return _body(self.request("DELETE", path, **kw))
+    def answer(self, method: str, path: str, **kw: Any) -> Any:
+        """The body of one call's answer: JSON decoded, text, or None when empty."""
+        return _body(self.request(method, path, **kw))
 
     def request(
         self,

@@ -28,7 +28,7 @@ from tests.bots.conftest import CANARY, USER, Site, finish, succeeded
 from tests.bots.png import pixel
 from tests.hub.rows import attempts_of, reviews_of, rows, step_row
 from tests.sandbox.legacy_web import LegacyWebApp
-from tests.support.procs import children_of
+from tests.support.procs import children_of, command_name
 
 pytestmark = pytest.mark.browser
 
@@ -375,17 +375,9 @@ def browser_processes() -> list[int]:
     found = []
     for driver in children_of(os.getpid()):
         for child in children_of(driver):
-            if _comm(child).startswith(("chrom", "headless")):
+            if command_name(child).startswith(("chrom", "headless")):
                 found.append(child)
     return found
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as fh:
-            return fh.read().strip()
-    except OSError:
-        return ""
 
 
 def test_steps_of_one_worker_get_fresh_contexts(hub: LocalHub, browser: BrowserService) -> None:
