@@ -91,13 +91,17 @@ bench_hook = Flow(
 
 
 def hub_app() -> Any:
-    """The hub's web app (``uvicorn --factory bench.webhooks:hub_app``), from ``HUB_*``."""
+    """The hub's web app (``uvicorn --factory bench.webhooks:hub_app``), from ``HUB_*``,
+    made ready to serve as ``hub web`` does."""
     from hub.registry import Registry
     from hub.runtime import Hub
     from hub.settings import Settings
     from hub.web import create_app
+    from hub.web.app import settle
 
-    return create_app(Hub(Settings(), registry=Registry([bench_hook])))
+    app = create_app(Hub(Settings(), registry=Registry([bench_hook])))
+    settle()
+    return app
 
 
 # ------------------------------------------------------------------ the floor

@@ -482,6 +482,7 @@ def web(
     import uvicorn
 
     from hub.web import create_app
+    from hub.web.app import settle
 
     hub = _hub()
     # JSON: uvicorn's loggers go to the root logger's JSON handler instead of its own
@@ -489,8 +490,10 @@ def web(
     _loaded(hub)
     _require_tables(hub)
     first_admin(hub.store)
+    served = create_app(hub)
+    settle()
     uvicorn.run(
-        create_app(hub),
+        served,
         host=host,
         port=port,
         log_level="info",

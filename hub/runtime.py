@@ -38,7 +38,7 @@ class Hub:
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.settings.database)
+        return Store(self.settings.database, pool_size=self.settings.database_pool_size)
 
     @cached_property
     def registry(self) -> Registry:

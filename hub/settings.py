@@ -23,6 +23,13 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default: SQLite at HOME/hub.db."
     )
+    database_pool_size: int = Field(
+        15,
+        ge=1,
+        description="Database connections one process keeps open for reuse (PostgreSQL), "
+        "plus up to 5 more under load. The web app's request threads share them; a worker "
+        "process uses one or two.",
+    )
     broker_url: str | None = Field(
         None, description="Celery broker URL; default: the filesystem transport under HOME."
     )

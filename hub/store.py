@@ -32,10 +32,10 @@ class Store:
     forked child before first use.
     """
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 15) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self.engine = _make_engine(url, echo=echo)
+        self.engine = _make_engine(url, echo=echo, pool_size=pool_size)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(
             self.engine.execution_options(hub_read=True), expire_on_commit=False
@@ -133,7 +133,11 @@ def _is_retryable(exc: DBAPIError) -> bool:
     )
 
 
-def _make_engine(url: str, *, echo: bool) -> Engine:
+#: connections a process may open over ``pool_size`` at a peak (closed on return)
+OVERFLOW = 5
+
+
+def _make_engine(url: str, *, echo: bool, pool_size: int) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -159,5 +163,10 @@ def _make_engine(url: str, *, echo: bool) -> Engine:
 
         return engine
     # no pre-ping (a round trip per checkout): Store.run retries a connection that died,
-    # and connections are recycled before a server or proxy would drop them idle
-    return create_engine(url, echo=echo, pool_recycle=1800, pool_size=5, max_overflow=10)
+    # and connections are recycled before a server or proxy would drop them idle. The
+    # pool keeps as many as the web app's busy request threads hold at once: a connection
+    # opened over pool_size is closed on return, and opening one costs PostgreSQL a
+    # process (a webhook burst spent a tenth of its time there with 5)
+    return create_engine(
+        url, echo=echo, pool_recycle=1800, pool_size=pool_size, max_overflow=OVERFLOW
+    )

@@ -7,6 +7,7 @@ login redirects to ``/login``.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -90,6 +91,18 @@ def create_app(hub: Any, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     app.include_router(connections.router)
     app.include_router(metrics.router)
     return app
+
+
+def settle() -> None:
+    """Call once in a serving process, after its app is built and before it serves.
+
+    What the process has built by then (modules, the app, the flows, templates) lives
+    as long as the process. This hides it from Python's cycle collector, so a full
+    collection in the middle of a burst of requests walks only what the requests made:
+    those pauses set the slowest answers (p99) of the webhook intake.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _wants_json(request: Request) -> bool:

@@ -9,6 +9,7 @@ test breaks the connection with a TCP proxy on loopback.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import hmac
 import json
@@ -22,13 +23,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import BaseModel, Field
-from sqlalchemy import func
+from sqlalchemy import event, func
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
@@ -827,6 +829,55 @@ class Proxy:
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
         self.sockets.clear()
+
+
+def test_settle_hides_what_the_serving_process_built_from_the_cycle_collector() -> None:
+    from hub.web.app import settle
+
+    gc.unfreeze()
+    try:
+        settle()
+        assert gc.get_freeze_count() > 10_000  # modules, the app, the flows
+    finally:
+        gc.unfreeze()
+
+
+@pytest.mark.services
+def test_bursts_of_deliveries_reuse_the_pooled_connections(pg_url: str, tmp_path: Path) -> None:
+    """Concurrent deliveries up to the pool size keep the connections they open: none
+    is closed on return to be opened again by the next burst (opening one costs
+    PostgreSQL a new process)."""
+    made, published = make_hub(pg_url, tmp_path / "home")
+    opened: list[int] = []
+    closed: list[int] = []
+    event.listen(made.store.engine, "connect", lambda *_: opened.append(1))
+    event.listen(made.store.engine, "close", lambda *_: closed.append(1))
+    senders = 12  # under the default pool (HUB_DATABASE_POOL_SIZE=15)
+
+    def burst(tag: str) -> list[int]:
+        def send(n: int) -> list[int]:
+            codes = []
+            with httpx.Client(base_url=url, timeout=30) as http:
+                for i in range(4):
+                    body = order_body(order_id=f"{tag}-{n}-{i}")
+                    headers = {**signed(body), "Content-Type": "application/json"}
+                    codes.append(
+                        http.post("/hooks/orders", content=body, headers=headers).status_code
+                    )
+            return codes
+
+        with ThreadPoolExecutor(senders) as pool:
+            return [code for codes in pool.map(send, range(senders)) for code in codes]
+
+    try:
+        with serve(create_app(made)) as url:
+            for tag in ("first", "second", "third"):
+                assert set(burst(tag)) == {202}
+        assert closed == [], f"{len(closed)} connections closed after use, {len(opened)} opened"
+        assert 1 <= len(opened) <= senders
+        assert len(published) == 3 * senders * 4
+    finally:
+        made.store.engine.dispose()
 
 
 @pytest.mark.services
