@@ -1,11 +1,18 @@
-"""``hub up --demo``: the hub with the bundled legacy order-entry app, in five minutes.
+"""``hub up --demo``: the hub with the bundled legacy order-entry apps, in five minutes.
 
 Besides the web app, a worker and the scheduler, it starts the legacy web app
 (``tests.sandbox.legacy_web``, from a checkout of the repository) on
-``127.0.0.1:8100`` and sets, for every process it starts, what the example flow
-``legacy_orders`` reads: the app's address and password, the webhook secret, and
-a schedule that keys a sample order every two minutes. Each is only a default:
-a value already in the environment wins. It then prints what to try.
+``127.0.0.1:8100`` and sets, for every process it starts, what the example flows
+read:
+
+- ``legacy_orders`` (a web bot): the app's address and password, the webhook
+  secret, and a schedule that keys a sample order every two minutes;
+- ``desktop_orders`` (a desktop bot): the password of the bundled Tk program and
+  where it keeps its orders; the worker drives it on a display of its own
+  (``HUB_DESKTOP_DISPLAY=xvfb``), never on the screen of the person trying it.
+
+Each is only a default: a value already in the environment wins. It then prints
+what to try.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ DEFAULTS = {
     "HUB_SECRET_LEGACY_WEB": "secret",
     "LEGACY_ORDERS_WEBHOOK_SECRET": "demo-webhook-secret",
     "LEGACY_ORDERS_SCHEDULE": "*/2 * * * *",
+    "HUB_SECRET_ORDER_ENTRY": "secret",
+    "HUB_DESKTOP_DISPLAY": "xvfb",
 }
 
 
@@ -28,6 +37,7 @@ def environment(home: Path) -> dict[str, str]:
         **DEFAULTS,
         "LEGACY_WEB_URL": f"http://127.0.0.1:{LEGACY_PORT}",
         "LEGACY_ORDERS_FILE": str(home / "legacy-orders.jsonl"),
+        "ORDER_ENTRY_RECORDS": str(home / "order-entry.jsonl"),
     }
     return {k: os.environ.get(k, v) for k, v in values.items()}
 
@@ -66,9 +76,15 @@ def guide(web: str, env: dict[str, str]) -> str:
             '       -H "X-Hub-Signature-256: sha256=$sig" -d "$body"',
             "",
         ]
+    desktop_order = good.replace("PO-1001", "PO-2001")
     lines += [
         "The second order's postal code is refused by the app: the run pauses for review.",
         f"Open {web}/reviews, look at the screenshot, edit the postal code to 10115 and retry.",
+        "",
+        "Key an order into the legacy desktop program (on the worker's own Xvfb display;",
+        "it needs Xvfb and Tk installed), from this folder in another terminal:",
+        f"  hub run desktop_orders --wait --input '{desktop_order}'",
+        f"  orders the program saved  {env['ORDER_ENTRY_RECORDS']}",
         "",
     ]
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """The demo of `make up`, run as a person would: `hub up --demo` in a subprocess, two orders
-sent through the signed webhook, a scheduled bot run, the refused order fixed through the
-review page in headless Chromium, and the legacy app left holding exactly the orders it
-should: each once, the fixed one with its fixed postal code."""
+sent through the signed webhook, a scheduled bot run, an order keyed by the desktop bot as
+the guide says, the refused order fixed through the review page in headless Chromium, and
+the legacy apps left holding exactly the orders they should: each once, the fixed one with
+its fixed postal code."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from sqlalchemy import create_engine, text
 from tests.conftest import ROOT
 from tests.support import wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.desktop]
 
 SECRET = "demo-test-secret"
 GOOD = {"reference": "PO-1001", "customer": "Albrecht Metallbau GmbH", "postal_code": "10115",
@@ -51,6 +52,7 @@ class Demo:
             "LEGACY_ORDERS_SCHEDULE": "* * * * *",  # every minute: one fire within the test
             "HUB_CHROMIUM": os.environ.get("HUB_CHROMIUM", "/usr/bin/chromium"),
         }
+        self.env = env
         self.log = (home.parent / "hub-up.log").open("w+")
         self.process = subprocess.Popen(
             [str(ROOT / ".venv/bin/hub"), "up", "--demo", "--port", str(self.port)],
@@ -105,10 +107,25 @@ class Demo:
         return f"run {self.status(run_id)}; steps {[tuple(s) for s in steps]}\n{self.output()}"
 
     def orders(self) -> list[dict[str, Any]]:
-        file = self.home / "legacy-orders.jsonl"
+        return self.records("legacy-orders.jsonl")
+
+    def records(self, name: str) -> list[dict[str, Any]]:
+        file = self.home / name
         if not file.exists():
             return []
         return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+    def run_desktop_order(self) -> subprocess.Popen[str]:
+        """The guide's `hub run desktop_orders --wait` with the order it prints."""
+        command = next(
+            line.strip() for line in self.output().splitlines() if "hub run desktop_orders" in line
+        )
+        order = json.loads(command.split("--input ", 1)[1].strip("'"))
+        return subprocess.Popen(
+            [str(ROOT / ".venv/bin/hub"), "run", "desktop_orders", "--wait", "--input",
+             json.dumps(order)],
+            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -135,6 +152,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
 
 def test_the_demo_from_webhook_and_schedule_to_a_fixed_review(demo: Demo, page: Any) -> None:
     good, bad = demo.deliver(GOOD), demo.deliver(BAD)
+    desktop = demo.run_desktop_order()  # as the guide says, while the web bots work
 
     wait_until(lambda: demo.status(good) == "succeeded", 120, "the good order's run",
                demo.output)  # fmt: skip
@@ -168,6 +186,9 @@ def test_the_demo_from_webhook_and_schedule_to_a_fixed_review(demo: Demo, page: 
         return [f for f in fires if demo.status(f.run_id) == "succeeded"] or []
 
     wait_until(scheduled, 150, "a scheduled bot run to key its order", demo.output)
+    keyed = desktop.communicate(timeout=180)[0]
+    assert desktop.returncode == 0, f"{keyed}\n{demo.output()}"
+    assert "succeeded" in keyed
     assert demo.stop() == 0, demo.output()
 
     fired = demo.query("SELECT run_id FROM schedule_fires WHERE outcome = 'started'")
@@ -182,3 +203,5 @@ def test_the_demo_from_webhook_and_schedule_to_a_fixed_review(demo: Demo, page: 
     assert len([r for r in references if r.startswith("S-")]) >= 1
     fixed = next(o for o in orders if o["reference"] == "PO-1002")
     assert fixed["postal_code"] == "10115"
+    (typed,) = demo.records("order-entry.jsonl")  # the desktop program's, keyed once
+    assert typed["reference"] == "PO-2001" and typed["postal_code"] == "10115"
