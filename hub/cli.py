@@ -511,8 +511,9 @@ def up(
         bool,
         typer.Option(
             "--demo",
-            help="Also run the bundled legacy order-entry app on :8100, with a webhook and a "
-            "schedule for the legacy_orders flow, and print what to try.",
+            help="Also run the bundled legacy order-entry web app on :8100, with a webhook "
+            "and a schedule for the legacy_orders flow, set up the desktop_orders flow on a "
+            "display of the worker's own, and print what to try.",
         ),
     ] = False,
 ) -> None:
