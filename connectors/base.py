@@ -314,8 +314,10 @@ def guarded_transport(egress: Egress, **options: Any) -> Any:
 
 def guarded_session(egress: Egress, *, verify: bool | str = True) -> Any:
     """A ``requests.Session`` whose every request (redirects and document imports
-    included) is checked with ``egress`` first; it ignores proxy and CA variables of
-    the environment (``trust_env`` off) so ``verify`` is what counts.
+    included) is checked with ``egress`` first, and whose every new connection goes
+    to an address ``egress`` checked as it was opened, so DNS cannot change in
+    between (TLS still checks the certificate for the name). It ignores proxy and CA
+    variables of the environment (``trust_env`` off) so ``verify`` is what counts.
 
     ``file:`` and ``ftp:`` are refused by adapters mounted here. A library that mounts
     its own adapter for them on the session it is given (zeep's ``Transport`` mounts a
@@ -323,7 +325,13 @@ def guarded_session(egress: Egress, *, verify: bool | str = True) -> Any:
     import requests
     from requests.adapters import HTTPAdapter
 
+    pools = _pinned_pools(egress)
+
     class GuardedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = pools
+
         def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
             egress.check(request.url)
             return super().send(request, *args, **kwargs)
@@ -337,6 +345,51 @@ def guarded_session(egress: Egress, *, verify: bool | str = True) -> Any:
     for scheme in ("file://", "ftp://"):
         session.mount(scheme, _refusing_adapter(egress))
     return session
+
+
+def _pinned_pools(egress: Egress) -> dict[str, Any]:
+    """urllib3 connection pools (by scheme) whose connections resolve the host through
+    ``egress.check`` and connect to the addresses it allowed, in one step."""
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+    from urllib3.util.connection import create_connection
+
+    def connect(conn: Any, scheme: str) -> socket.socket:
+        host = conn.host
+        shown = f"[{host}]" if ":" in host else host
+        failure: OSError | None = None
+        for address in egress.check(f"{scheme}://{shown}:{conn.port}/"):
+            try:
+                return create_connection(
+                    (address, conn.port),
+                    conn.timeout,
+                    source_address=conn.source_address,
+                    socket_options=conn.socket_options,
+                )
+            except TimeoutError as exc:
+                raise ConnectTimeoutError(
+                    conn, f"Connection to {host} timed out. (connect timeout={conn.timeout})"
+                ) from exc
+            except OSError as exc:
+                failure = exc
+        raise NewConnectionError(conn, f"Failed to establish a new connection: {failure}")
+
+    class PinnedHTTP(HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            return connect(self, "http")
+
+    class PinnedHTTPS(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            return connect(self, "https")
+
+    class HTTPPool(HTTPConnectionPool):
+        ConnectionCls = PinnedHTTP
+
+    class HTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = PinnedHTTPS
+
+    return {"http": HTTPPool, "https": HTTPSPool}
 
 
 def _refusing_adapter(egress: Egress) -> Any:
