@@ -26,14 +26,18 @@ Cases:
   app has that route, with a session cookie as a browser sends;
 - item: ``GET /api/reviews/{id}`` (and the page ``/reviews/{id}`` when
   present) over random items each user may see;
+- dashboard: ``GET /dashboard`` (when the app has that route) as ``otto``
+  with a session cookie, for each window (``1h``, ``24h``, ``7d``) and for
+  the week of one flow;
 - action: ``POST /api/reviews/{id}/claim``, ``/comment`` and ``/retry`` with
   ``rita``'s bearer token, each on items no other sample touched. The engine's
   publish is recorded, not sent: no broker time is included. The rows the
   actions change are copied aside first and put back afterwards, so a rerun
   finds the same queue.
 
-Targets (figures only; nothing is asserted): p95 under 100 ms for the queue
-and the item page, under 50 ms for an action, each the worst of its cases.
+Targets (figures only; nothing is asserted): p95 under 100 ms for the queue,
+the item page and the dashboard, under 50 ms for an action, each the worst
+of its cases.
 The last line of output is one JSON object of the figures. ``--explain``
 prints EXPLAIN (ANALYZE, BUFFERS) of the statements of each case that took
 longer than ``--explain-ms``.
@@ -65,9 +69,11 @@ from bench.review_snapshot import Snapshot  # noqa: E402
 
 TARGET_QUEUE_MS = 100.0
 TARGET_ITEM_MS = 100.0
+TARGET_DASHBOARD_MS = 100.0
 TARGET_ACTION_MS = 50.0
 PAGES = 10  # cursor pages walked per paged case
 ACTIONS = ("claim", "comment", "retry")
+WINDOWS = ("1h", "24h", "7d")  # the dashboard's windows
 
 
 def log(text: str = "") -> None:
@@ -285,10 +291,12 @@ def get_paths(routes: Sequence[Any], prefix: str = "") -> list[str]:
 
 
 def page_routes(app: Any) -> dict[str, str | None]:
-    """The paths of the queue page and the item page, when the app has them."""
-    found: dict[str, str | None] = {"queue": None, "item": None}
+    """The paths of the queue page, the item page and the dashboard, when the app has them."""
+    found: dict[str, str | None] = {"queue": None, "item": None, "dashboard": None}
     for path in get_paths(app.routes):
-        if path == "/reviews":
+        if path == "/dashboard":
+            found["dashboard"] = path
+        elif path == "/reviews":
             found["queue"] = path
         elif re.fullmatch(r"/reviews/\{[A-Za-z_]+\}", path):
             found["item"] = path
@@ -422,6 +430,23 @@ def item_cases(bench: Bench, ids: Ids) -> list[Case]:
     return cases
 
 
+def dashboard_cases(bench: Bench) -> list[Case]:
+    page = bench.pages["dashboard"]
+    if not page:
+        return []
+    otto_b = bench.browser(data.OPERATOR)
+    flows = [name for name, _, _ in FLOWS]
+
+    def fixed(path: str) -> Callable[[int], Request]:
+        return lambda i: ("GET", path, None)
+
+    def by_flow(i: int) -> Request:
+        return ("GET", f"{page}?window=7d&flow={flows[i % len(flows)]}", None)
+
+    cases = [Case("dashboard", f"page {w}", otto_b, fixed(f"{page}?window={w}")) for w in WINDOWS]
+    return [*cases, Case("dashboard", "page 7d one flow", otto_b, by_flow)]
+
+
 def action_cases(bench: Bench, ids: Ids) -> list[Case]:
     rita = bench.bearer(data.REVIEWER)
     bodies: dict[str, dict[str, Any]] = {
@@ -501,7 +526,12 @@ def summarize(
     cases: list[Case], counts: dict[str, int], pages: dict[str, str | None], wall: float
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"review_items": counts["review_items"], "step_rows": counts["steps"]}
-    targets = {"queue": TARGET_QUEUE_MS, "item": TARGET_ITEM_MS, "action": TARGET_ACTION_MS}
+    targets = {
+        "queue": TARGET_QUEUE_MS,
+        "item": TARGET_ITEM_MS,
+        "dashboard": TARGET_DASHBOARD_MS,
+        "action": TARGET_ACTION_MS,
+    }
     met: dict[str, bool | None] = {}
     log("")
     log("targets (p95 of the worst case of each kind; figures only, nothing asserted):")
@@ -561,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for kind, path in bench.pages.items():
             log(f"{kind} page: {'GET ' + path if path else 'not present'}")
         ids = pick_ids(url, bench.rng, args.samples + args.warmup + 1)  # +1: --explain
-        cases = queue_cases(bench, ids) + item_cases(bench, ids)
+        cases = queue_cases(bench, ids) + item_cases(bench, ids) + dashboard_cases(bench)
         for case in cases:
             bench.measure(case, args.warmup, args.samples)
         actions = action_cases(bench, ids)

@@ -83,6 +83,7 @@ class Run(Base):
         Index("ix_runs_status_created", "status", "created_at"),
         Index("ix_runs_flow_created", "flow", "created_at"),
         Index("ix_runs_flow_status", "flow", "status"),  # run counts of /metrics
+        Index("ix_runs_status_finished", "status", "finished_at", "flow"),  # the dashboard
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)

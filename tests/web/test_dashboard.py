@@ -308,6 +308,23 @@ def test_the_window_is_chosen_by_the_selector(
         ]
 
 
+def test_a_run_counts_in_the_window_it_ended_in_however_old(
+    local: LocalHub, client: TestClient
+) -> None:
+    # waits for review five days, then is aborted at 09:40: it ended in the last 24 hours
+    at(local, NOW - timedelta(days=5))
+    old = local.start("ask", {})
+    local.drain()
+    at(local, NOW - timedelta(minutes=40))
+    local.engine.abort(old, by="olga", reason="the customer left")
+    html = as_user(client, "olga").get("/dashboard").text
+    assert flow_row(html, "ask") == ["ask", "0", "0", "1", "0", "100.0 %", "0", "0", "0"]
+    tips = [t for *_, t, _y, _h in bars_of(chart(html, "throughput"))]
+    assert tips == ["2026-03-02 09:00 to 10:00 UTC: failed 1 of 1 ended"]
+    # the last hour (09:25 to 10:20) holds it too
+    assert tile(as_user(client, "vic").get("/dashboard?window=1h").text, "failed") == "1"
+
+
 def test_a_flow_can_be_charted_alone(local: LocalHub, client: TestClient) -> None:
     morning(local)
     html = as_user(client, "vic").get("/dashboard?window=24h&flow=flaky").text
