@@ -1,6 +1,6 @@
 """Review queue benchmark: server time of the queue, the item page and actions on PostgreSQL.
 
-    .venv/bin/python bench/review.py [--reuse] [--samples 300] [--explain]
+    .venv/bin/python bench/review.py [--reuse] [--samples 300] [--only dashboard] [--explain]
 
 It (re)creates its own database ``hub_bench_review`` on 127.0.0.1:5432
 (``--pg-url`` names the server's admin database, ``--db`` another name),
@@ -569,6 +569,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=300, help="timed requests per case")
     p.add_argument("--warmup", type=int, default=20, help="untimed requests per case first")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--only",
+        choices=("queue", "item", "dashboard", "action"),
+        action="append",
+        help="time only these kinds of case (repeatable; default all)",
+    )
     p.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE slow statements")
     p.add_argument("--explain-ms", type=float, default=5.0, help="what --explain calls slow")
     return p.parse_args(argv)
@@ -591,10 +597,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for kind, path in bench.pages.items():
             log(f"{kind} page: {'GET ' + path if path else 'not present'}")
         ids = pick_ids(url, bench.rng, args.samples + args.warmup + 1)  # +1: --explain
-        cases = queue_cases(bench, ids) + item_cases(bench, ids) + dashboard_cases(bench)
+        wanted = set(args.only or ("queue", "item", "dashboard", "action"))
+        makers = {"queue": queue_cases, "item": item_cases}
+        cases = [c for kind, make in makers.items() if kind in wanted for c in make(bench, ids)]
+        cases += dashboard_cases(bench) if "dashboard" in wanted else []
         for case in cases:
             bench.measure(case, args.warmup, args.samples)
-        actions = action_cases(bench, ids)
+        actions = action_cases(bench, ids) if "action" in wanted else []
         snapshot.take([i for items in ids.actions.values() for i in items])
         try:
             for case in actions:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -378,11 +379,14 @@ def test_answers_on_a_kept_alive_connection_come_without_delayed_acks(
     client: httpx.Client,
 ) -> None:
     client.get("/echo")
-    started = time.monotonic()
+    took = []
     for n in range(50):
+        started = time.monotonic()
         assert client.post("/orders", json={"ref": f"fast-{n}"}).status_code == 201
-    elapsed = time.monotonic() - started
-    assert elapsed < 1, f"50 requests took {elapsed:.2f} s (TCP_NODELAY missing?)"
+        took.append(time.monotonic() - started)
+    # a delayed ACK holds each answer ~40 ms: the median shows it whatever the load
+    median = statistics.median(took)
+    assert median < 0.025, f"median request {median:.3f} s (TCP_NODELAY missing?)"
 
 
 def test_stop_does_not_wait_for_a_slow_answer() -> None:

@@ -454,11 +454,11 @@ def test_operation_timeout_fires_and_the_late_call_still_takes_effect(
     sandbox: ErpSandbox, make_client: MakeClient
 ) -> None:
     client = make_client(operation_timeout=0.25)
-    sandbox.delay = 0.8
+    sandbox.delay = 2.0
     started = time.monotonic()
     with pytest.raises(requests.exceptions.Timeout):
         client.service.CreateSalesOrder(order=order("ext-slow"))
-    assert time.monotonic() - started < 0.75
+    assert time.monotonic() - started < 1.5  # the call gave up long before the answer
     assert sandbox.effects("ext-slow") == 0  # still waiting inside the sandbox
     deadline = time.monotonic() + 5
     while sandbox.effects("ext-slow") == 0 and time.monotonic() < deadline:
