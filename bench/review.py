@@ -604,7 +604,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for case in cases:
             bench.measure(case, args.warmup, args.samples)
         actions = action_cases(bench, ids) if "action" in wanted else []
-        snapshot.take([i for items in ids.actions.values() for i in items])
+        if actions:
+            snapshot.take([i for items in ids.actions.values() for i in items])
         try:
             for case in actions:
                 bench.measure(case, args.warmup, args.samples)

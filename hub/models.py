@@ -191,6 +191,7 @@ class ReviewItem(Base):
         Index("ix_review_items_status_team_created", "status", "team", "created_at"),
         Index("ix_review_items_status_due", "status", "due_at"),
         Index("ix_review_items_assignee", "assignee_id", "status"),
+        Index("ix_review_items_status_flow", "status", "flow", "due_at", "team"),  # the dashboard
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)

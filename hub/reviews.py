@@ -28,7 +28,7 @@ import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from hub import control
@@ -67,7 +67,7 @@ MAX_LIMIT = 500
 def visible(who: Principal) -> ColumnElement[bool]:
     """The items ``who`` may see: all for operators, else their teams' and team-less ones."""
     if who.can("operator"):
-        return ReviewItem.id.is_not(None)
+        return true()  # no column to read: an index without the id can answer
     return or_(ReviewItem.team.is_(None), ReviewItem.team.in_(list(who.teams)))
 
 

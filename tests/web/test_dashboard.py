@@ -23,7 +23,7 @@ from hub import models as m
 from hub.registry import Registry
 from hub.runtime import Hub
 from hub.testing import LocalHub
-from hub.web import create_app
+from hub.web import create_app, dashboard
 from hub.web.dashboard import WINDOWS, percentile, window_bounds
 from hub.web.security import CSP
 from tests.web.apps import PASSWORD, Clock, TestClient, add_user, log_in
@@ -274,6 +274,21 @@ def test_step_durations_and_the_overdue_items(local: LocalHub, client: TestClien
     assert [r for r in cells(overdue.group(1)) if r] == [
         ["ask", "ask", "business", "2026-03-02 09:50", "30 min 0.0 s"]
     ]
+
+
+def test_step_durations_are_capped_per_flow_and_say_so(
+    local: LocalHub, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    morning(local)
+    monkeypatch.setattr(dashboard, "STEP_ROWS", 2)
+    html = as_user(client, "olga").get("/dashboard").text
+    durations = re.search(r'<table id="durations">(.*?)</table>', html, re.S)
+    assert durations is not None
+    rows = {(r[0], r[1]): r[2:] for r in cells(durations.group(1)) if r}
+    assert rows[("batch", "piece[*]")] == ["2", "1.00 s", "1.00 s", "1.00 s"]  # 2: all of them
+    count, p50, p95, longest = rows[("tidy", "tidy")]  # 2 of its 3 steps, whichever
+    assert count == "2" and p50 in {"2.00 s", "4.00 s"} and p95 == longest
+    assert "(at most 2 steps a flow)" in text_of(html)
 
 
 @pytest.mark.parametrize(
