@@ -408,15 +408,14 @@ def _durations_in_sql(
             func.percentile_disc(0.95).within_group(picked.c.took).filter(kept),
             func.max(picked.c.took).filter(kept),
             func.max(picked.c.n),
-        )
-        .group_by(picked.c.flow, picked.c.step)
-        .order_by(picked.c.flow, picked.c.step)
+        ).group_by(picked.c.flow, picked.c.step)
     ).all()
     out = [
         Durations(flow, step, count, float(p50), float(p95), float(longest))
         for flow, step, count, p50, p95, longest, _n in rows
         if count
     ]
+    out.sort(key=lambda d: (d.flow, d.step))  # as Python orders them, whatever the collation
     return out, any(n > STEP_ROWS for *_, n in rows)
 
 
