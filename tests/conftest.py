@@ -27,6 +27,26 @@ REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashes() -> Iterator[None]:
+    """Passwords hashed in this process use argon2's cheapest parameters.
+
+    At its defaults (64 MiB, three passes) a hash or a check takes about 0.2 s
+    on two cores, and the web tests make and log in users by the hundred. The
+    hashes stay argon2id, and verifying one made with the defaults (by a
+    subprocess under test) still works; only the cost differs.
+    """
+    from argon2 import PasswordHasher, profiles
+
+    from hub import auth
+
+    kept = auth._hasher, auth._DUMMY_HASH
+    auth._hasher = PasswordHasher.from_parameters(profiles.CHEAPEST)
+    auth._DUMMY_HASH = auth._hasher.hash("not a password of anyone")
+    yield
+    auth._hasher, auth._DUMMY_HASH = kept
+
+
 def need(service: str, why: str) -> None:
     """Skip the test locally, fail it under CI, when a service is missing."""
     message = f"{service} is not reachable ({why})"
