@@ -73,6 +73,7 @@ TARGET_DASHBOARD_MS = 100.0
 TARGET_ACTION_MS = 50.0
 PAGES = 10  # cursor pages walked per paged case
 ACTIONS = ("claim", "comment", "retry")
+KINDS = ("queue", "item", "dashboard", "action")  # the kinds of case, in the order timed
 WINDOWS = ("1h", "24h", "7d")  # the dashboard's windows
 
 
@@ -363,12 +364,14 @@ def cursors(client: Any, query: str, pages: int) -> list[str]:
     return out
 
 
+def fixed(path: str) -> Callable[[int], Request]:
+    """The same GET for every sample."""
+    return lambda i: ("GET", path, None)
+
+
 def queue_cases(bench: Bench, ids: Ids) -> list[Case]:
     rita, otto = bench.bearer(data.REVIEWER), bench.bearer(data.OPERATOR)
     all_flows = [name for name, _, _ in FLOWS]
-
-    def fixed(path: str) -> Callable[[int], Request]:
-        return lambda i: ("GET", path, None)
 
     def by_flow(base: str, flows: list[str]) -> Callable[[int], Request]:
         return lambda i: ("GET", f"{base}?flow={flows[i % len(flows)]}", None)
@@ -430,15 +433,12 @@ def item_cases(bench: Bench, ids: Ids) -> list[Case]:
     return cases
 
 
-def dashboard_cases(bench: Bench) -> list[Case]:
+def dashboard_cases(bench: Bench, _ids: Ids) -> list[Case]:
     page = bench.pages["dashboard"]
     if not page:
         return []
     otto_b = bench.browser(data.OPERATOR)
     flows = [name for name, _, _ in FLOWS]
-
-    def fixed(path: str) -> Callable[[int], Request]:
-        return lambda i: ("GET", path, None)
 
     def by_flow(i: int) -> Request:
         return ("GET", f"{page}?window=7d&flow={flows[i % len(flows)]}", None)
@@ -571,7 +571,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(
         "--only",
-        choices=("queue", "item", "dashboard", "action"),
+        choices=KINDS,
         action="append",
         help="time only these kinds of case (repeatable; default all)",
     )
@@ -597,10 +597,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for kind, path in bench.pages.items():
             log(f"{kind} page: {'GET ' + path if path else 'not present'}")
         ids = pick_ids(url, bench.rng, args.samples + args.warmup + 1)  # +1: --explain
-        wanted = set(args.only or ("queue", "item", "dashboard", "action"))
-        makers = {"queue": queue_cases, "item": item_cases}
+        wanted = set(args.only or KINDS)
+        makers = {"queue": queue_cases, "item": item_cases, "dashboard": dashboard_cases}
         cases = [c for kind, make in makers.items() if kind in wanted for c in make(bench, ids)]
-        cases += dashboard_cases(bench) if "dashboard" in wanted else []
         for case in cases:
             bench.measure(case, args.warmup, args.samples)
         actions = action_cases(bench, ids) if "action" in wanted else []
